@@ -1,0 +1,36 @@
+"""The aiohttp application: health, readiness and the API routes.
+
+This module composes; it holds no domain logic. Handlers reach the core
+through ``request.app[PLATFORM]``.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from strawberry.aiohttp.views import GraphQLView
+
+from graph.schema import schema
+from server.platform import Platform
+
+PLATFORM = web.AppKey("platform", Platform)
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ok, reason = await request.app[PLATFORM].db.ready()
+    return web.json_response(
+        {"status": "ok" if ok else "unavailable", "reason": reason}, status=200 if ok else 503
+    )
+
+
+def build_app(platform: Platform) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[PLATFORM] = platform
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    view = GraphQLView(schema=schema, graphql_ide="graphiql")
+    app.router.add_route("*", "/graphql", view)
+    return app

@@ -1,0 +1,101 @@
+"""Running Kiln's long-lived processes: ``kiln up`` (everything in one) and ``kiln gateway``.
+
+Order on start: bind the port (so a port in use fails before anything is
+created), open the platform (embedded PostgreSQL, migrations), build the
+app, start background parts, then print the ready line. On SIGINT/SIGTERM
+the same in reverse, and the embedded PostgreSQL is released last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from server.config import Settings
+from server.gateway.app import build_app
+from server.platform import Platform
+
+log = logging.getLogger("kiln.serve")
+
+# Background parts started beside the gateway: (name, start(platform) -> stop coroutine).
+Part = Callable[[Platform], Awaitable[Callable[[], Awaitable[None]]]]
+
+
+class PortInUse(Exception):
+    pass
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise PortInUse(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    if not settings.tls_cert:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(settings.tls_cert), str(settings.tls_key))
+    return ctx
+
+
+async def run_server(
+    settings: Settings,
+    *,
+    demo: bool = False,
+    parts: list[tuple[str, Part]] | None = None,
+) -> None:
+    sock = bind_socket(settings.host, settings.port)
+    port = sock.getsockname()[1]
+    settings = settings.with_overrides(port=port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    platform = await Platform.open(settings)
+    stoppers: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+    runner: web.AppRunner | None = None
+    try:
+        if demo:
+            from server.demo import ensure_demo
+
+            await ensure_demo(platform.settings)
+        app = build_app(platform)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.SockSite(runner, sock, ssl_context=ssl_context(settings))
+        await site.start()
+        for name, start in parts or []:
+            stoppers.append((name, await start(platform)))
+            log.info("started %s", name)
+        scheme = "https" if settings.tls_cert else "http"
+        print(f"Kiln is ready at {scheme}://{settings.host}:{port}", flush=True)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        for name, stopper in reversed(stoppers):
+            try:
+                await stopper()
+            except Exception:
+                log.exception("stopping %s failed", name)
+        if runner is not None:
+            with contextlib.suppress(Exception):
+                await runner.cleanup()
+        sock.close()
+        await platform.close()
