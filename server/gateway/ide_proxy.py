@@ -95,6 +95,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable
@@ -588,7 +589,9 @@ class _Front(asyncio.Protocol):
             up.close()
         if self._up_eof:
             self.close()
-        return True
+        # A TLS transport cannot stay half-open: it closes itself on EOF, and
+        # connection_lost then closes the develop server's side.
+        return None if self._hub.tls else True
 
     def connection_lost(self, exc: BaseException | None) -> None:
         handler = self._handler
@@ -717,7 +720,7 @@ class _Front(asyncio.Protocol):
             self._reject(502, f"develop server of session {sid} did not answer at {where}")
             return
         except OSError as err:
-            reason = err.strerror or str(err) or type(err).__name__
+            reason = os.strerror(err.errno) if err.errno else str(err) or type(err).__name__
             log.warning("IDE session %r: develop server unreachable at %s: %s", sid, where, reason)
             self._reject(
                 502, f"develop server of session {sid} is unreachable at {where}: {reason}"

@@ -98,13 +98,13 @@ async def _develop_ws(request: web.Request) -> web.StreamResponse:
 async def running_develop() -> AsyncIterator[Develop]:
     app = web.Application()
     app.router.add_get("/ws", _develop_ws)
+    dev = Develop(port=0)
+    app[DEV_KEY] = dev
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = runner.addresses[0][1]
-    dev = Develop(port=port)
-    app[DEV_KEY] = dev
+    dev.port = runner.addresses[0][1]
     try:
         yield dev
     finally:

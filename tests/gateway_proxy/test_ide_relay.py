@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import socket
@@ -108,9 +109,7 @@ async def test_many_messages_in_order(gateway: Gateway) -> None:
 
 async def test_backpressure_bounds_the_gateway_buffers(gateway: Gateway) -> None:
     """A client that stops reading makes the relay stop reading the develop server."""
-    reader, writer = await asyncio.open_connection(
-        "127.0.0.1", gateway.port, limit=2**20
-    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port, limit=2**20)
     sock = writer.get_extra_info("socket")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
     writer.write(upgrade_request("/ide/ok/ws", port=gateway.port))
@@ -337,8 +336,9 @@ async def test_compression_is_never_negotiated(gateway: Gateway) -> None:
 async def test_activity_counts_bytes_and_is_throttled(gateway: Gateway) -> None:
     """The fixture's activity_interval is 0.2 s."""
     sizes = [10, 200, 70000, 5]
-    async with connect(f"{gateway.ws_url}/ide/ok/ws", additional_headers=AUTH,
-                       compression=None) as ws:
+    async with connect(
+        f"{gateway.ws_url}/ide/ok/ws", additional_headers=AUTH, compression=None
+    ) as ws:
         expected = 0
         for _round in range(3):
             for n in sizes:
@@ -353,7 +353,7 @@ async def test_activity_counts_bytes_and_is_throttled(gateway: Gateway) -> None:
         assert len(gateway.activity) == calls
     await asyncio.sleep(0.5)
     times = [t for t, _ in gateway.activity]
-    assert all(b - a >= 0.19 for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= 0.19 for a, b in itertools.pairwise(times))
     assert 2 <= len(times) <= 8
     # the close frames are reported after the connection ended
     assert sum(n for _, n in gateway.activity) > expected
@@ -457,3 +457,73 @@ def test_on_uvloop() -> None:
     assert not thread.is_alive()
     if errors:
         raise errors[0]
+
+
+def _self_signed(tmp: Any) -> tuple[str, str]:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
+async def test_tls_front(dev: Any, tmp_path: Any) -> None:
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=cert)
+    async with running_gateway(dev, ssl=server_ctx) as gw:
+        url = f"wss://127.0.0.1:{gw.port}/ide/ok/ws"
+        async with connect(url, additional_headers=AUTH, ssl=client_ctx, max_size=None) as ws:
+            big = os.urandom(4 * 1024 * 1024)
+            await ws.send(big)
+            assert await ws.recv() == big
+            await ws.send("headers")
+            seen = seen_headers(await ws.recv())
+            assert seen["x-forwarded-proto"] == "https"
+            await ws.send("close:4002:done")
+            with pytest.raises(websockets.ConnectionClosed):
+                await ws.recv()
+            assert ws.close_code == 4002
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"https://127.0.0.1:{gw.port}/hello", ssl=client_ctx) as resp:
+                assert resp.status == 200
+            async with http.ws_connect(
+                f"wss://127.0.0.1:{gw.port}/ide/ok/ws", headers=AUTH, ssl=client_ctx
+            ) as ws2:
+                await ws2.send_str("tls")
+                assert await ws2.receive_str() == "tls"
+        await asyncio.sleep(0.1)
+        assert gw.server.relay_count == 0
