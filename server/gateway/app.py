@@ -7,9 +7,7 @@ through ``request.app[PLATFORM]``.
 from __future__ import annotations
 
 from aiohttp import web
-from strawberry.aiohttp.views import GraphQLView
 
-from graph.schema import schema
 from server.platform import Platform
 
 PLATFORM = web.AppKey("platform", Platform)
@@ -31,6 +29,10 @@ def build_app(platform: Platform) -> web.Application:
     app[PLATFORM] = platform
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    view = GraphQLView(schema=schema, graphql_ide="graphiql")
-    app.router.add_route("*", "/graphql", view)
+    # each area adds its own routes; this module only composes them
+    from server.gateway.graphql import add_graphql_routes
+    from server.gateway.internal import add_internal_routes
+
+    add_graphql_routes(app)
+    add_internal_routes(app)
     return app
