@@ -919,6 +919,9 @@ async def serve(
     factory = runner.server
     if factory is None:
         raise RuntimeError("call `await runner.setup()` before serve()")
+    timeouts = (head_timeout, resolve_timeout, connect_timeout, activity_interval)
+    if min(timeouts) <= 0 or head_limit < 64 or high_water < 1:
+        raise ValueError("timeouts and intervals must be positive, head_limit at least 64")
     loop = asyncio.get_running_loop()
     hub = _Hub(
         loop,
