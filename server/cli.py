@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("scheduler", help="cron, dispatch, run monitoring, cleanup")
     _add_data_dir(p)
+    p.add_argument("--port", type=int, default=8581, help="health and /metrics port (default 8581)")
 
     p = sub.add_parser("worker", help="the run worker (started by a launcher)")
     wsub = p.add_subparsers(dest="worker_command", metavar="WHAT", required=True)
@@ -146,12 +147,26 @@ async def _with_platform(settings: Settings, fn: Callable[[Any], Awaitable[Any]]
 
 def cmd_up(args: argparse.Namespace, *, demo: bool) -> int:
     from server import logconfig
+    from server.scheduler.process import scheduler_part
     from server.serve import run_server
 
     settings = _settings(args)
     logconfig.setup(settings.log_level)
     check_data_dir(settings.data_dir)
-    _run(lambda: run_server(settings, demo=demo))
+    _run(lambda: run_server(settings, demo=demo, parts=[("scheduler", scheduler_part)]))
+    return 0
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    from server import logconfig
+    from server.scheduler.process import run_scheduler
+
+    port = args.port
+    args.port = None  # the scheduler's own port is not the gateway's
+    settings = _settings(args)
+    logconfig.setup(settings.log_level)
+    check_data_dir(settings.data_dir)
+    _run(lambda: run_scheduler(settings, port))
     return 0
 
 
@@ -232,7 +247,9 @@ def dispatch(args: argparse.Namespace, rest: list[str]) -> int:
             return cmd_schema(args)
         case "develop":
             return not_yet("develop")
-        case "gateway" | "scheduler" | "worker":
+        case "scheduler":
+            return cmd_scheduler(args)
+        case "gateway" | "worker":
             return not_yet(args.command)
     raise CliError(f"unknown command {args.command}", 2)
 

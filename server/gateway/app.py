@@ -24,11 +24,20 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
+async def metrics_view(request: web.Request) -> web.Response:
+    from server import metrics
+
+    async with request.app[PLATFORM].db.acquire() as conn:
+        await metrics.collect_db_gauges(conn)
+    return web.Response(body=metrics.render(), content_type="text/plain")
+
+
 def build_app(platform: Platform) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[PLATFORM] = platform
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_view)
     # each area adds its own routes; this module only composes them
     from server.gateway.graphql import add_graphql_routes
     from server.gateway.internal import add_internal_routes

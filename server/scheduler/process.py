@@ -1,0 +1,111 @@
+"""``kiln scheduler`` as its own process, and the scheduler part of ``kiln up``.
+
+The standalone process also serves ``/healthz``, ``/readyz`` and ``/metrics``
+on ``--port`` (default 8581) for probes and Prometheus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from server import clock as clock_mod
+from server import metrics
+from server.config import Settings
+from server.events import EventListener
+from server.platform import Platform
+from server.scheduler.daemon import Scheduler
+from server.serve import bind_socket
+
+# extra background work that other areas contribute: (name, interval, factory(platform) -> fn)
+EXTRA_TASKS: list[tuple[str, float, Callable[[Platform], Callable[[], Awaitable[object]]]]] = []
+
+
+def _interval(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def build_scheduler(platform: Platform, events: EventListener) -> Scheduler:
+    sched = Scheduler(
+        platform,
+        events,
+        clock=clock_mod.from_env(),
+        cron_interval=_interval("KILN_SCHEDULER_CRON_INTERVAL", 10),
+        cleanup_interval=_interval("KILN_SCHEDULER_CLEANUP_INTERVAL", 300),
+        leader_retry=_interval("KILN_SCHEDULER_LEADER_RETRY", 5),
+    )
+    for name, interval, factory in EXTRA_TASKS:
+        sched.add_task(name, interval, factory(platform))
+    return sched
+
+
+async def scheduler_part(platform: Platform) -> Callable[[], Awaitable[None]]:
+    """Start the scheduler inside another process (``kiln up``); returns its stopper."""
+    events = platform.services.get("events")
+    own_events = events is None
+    if own_events:
+        events = EventListener(platform.db)
+        await events.start()
+        platform.services["events"] = events
+    sched = build_scheduler(platform, events)
+    platform.services["scheduler"] = sched
+    await sched.start()
+
+    async def stop() -> None:
+        await sched.stop()
+        if own_events:
+            await events.stop()
+
+    return stop
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    platform: Platform = request.app["platform"]
+    async with platform.db.acquire() as conn:
+        await metrics.collect_db_gauges(conn)
+    return web.Response(body=metrics.render(), content_type="text/plain")
+
+
+async def _ready(request: web.Request) -> web.Response:
+    ok, reason = await request.app["platform"].db.ready()
+    return web.json_response(
+        {"status": "ok" if ok else "unavailable", "reason": reason}, status=200 if ok else 503
+    )
+
+
+async def run_scheduler(settings: Settings, port: int) -> None:
+    sock = bind_socket(settings.host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    platform = await Platform.open(settings)
+    runner: web.AppRunner | None = None
+    stopper: Callable[[], Awaitable[None]] | None = None
+    try:
+        stopper = await scheduler_part(platform)
+        app = web.Application()
+        app["platform"] = platform
+        app.router.add_get("/healthz", lambda _r: web.json_response({"status": "ok"}))
+        app.router.add_get("/readyz", _ready)
+        app.router.add_get("/metrics", _metrics)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+        print(
+            f"Kiln scheduler is ready (metrics at http://{settings.host}:{sock.getsockname()[1]}"
+            "/metrics)",
+            flush=True,
+        )
+        await stop.wait()
+    finally:
+        if stopper is not None:
+            await stopper()
+        if runner is not None:
+            await runner.cleanup()
+        sock.close()
+        await platform.close()
