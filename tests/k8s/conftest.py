@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # fake_apiserver, whatever the i
 from fake_apiserver import FakeKubeAPI
 
 from server.config import KubeSettings, Settings
+from server.kube.reflector import PodReflector
 from server.kube.runtime import KubeRuntime
 
 NAMESPACE = "kiln"
@@ -81,3 +83,29 @@ async def runtime(settings: Settings) -> AsyncIterator[KubeRuntime]:
         yield rt
     finally:
         await rt.close()
+
+
+async def eventually(check: Callable[[], object], timeout: float = 5.0) -> None:
+    """Wait until ``check()`` is truthy (the watch delivers asynchronously)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(0.01)
+
+
+async def synced(reflector: PodReflector, fake: FakeKubeAPI, timeout: float = 5.0) -> None:
+    """Wait until the reflector has seen everything up to the fake's current version.
+
+    BOOKMARKs carry the current resourceVersion even when the last change was
+    not a pod (a Secret, say), so this never waits for a pod event that will
+    not come; they are re-sent in case the watch was between connections.
+    """
+    target = fake.resource_version
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while int(reflector.resource_version or 0) < target:
+        if loop.time() > deadline:
+            raise AssertionError(f"reflector at {reflector.resource_version}, server at {target}")
+        fake.send_bookmarks()
+        await asyncio.sleep(0.02)
