@@ -230,6 +230,13 @@ def cmd_schema(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """``kiln worker run RUN_ID``: holds no database settings; talks to the API only."""
+    from server.worker.main import main as worker_main
+
+    return worker_main(args.run_id)
+
+
 def not_yet(name: str) -> int:
     print(f"kiln {name}: not yet available in this version", file=sys.stderr)
     return 2
@@ -246,15 +253,27 @@ def dispatch(args: argparse.Namespace, rest: list[str]) -> int:
         case "schema":
             return cmd_schema(args)
         case "develop":
-            return not_yet("develop")
+            from ide_broker.develop.server import main as develop_main
+
+            return develop_main(rest)
         case "scheduler":
             return cmd_scheduler(args)
-        case "gateway" | "worker":
+        case "worker":
+            return cmd_worker(args)
+        case "gateway":
             return not_yet(args.command)
     raise CliError(f"unknown command {args.command}", 2)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["worker"]:
+        # The run worker imports no database or gateway code (and starts faster without it).
+        code = cmd_worker(build_parser().parse_args(argv))
+        sys.stdout.flush()
+        if os.environ.get("KILN_CLI_NO_EXIT"):
+            return code
+        sys.exit(code)
     from server.db import DatabaseUnavailable
     from server.embedded_pg import EmbeddedPostgresError
     from server.serve import PortInUse

@@ -125,7 +125,8 @@ async def ensure_demo(settings: Settings) -> dict[str, Any]:
     token = previous.get("token")
     live = await accounts.token_by_secret(token) if token else None
     if live is None or live.account_id != account.id:  # type: ignore[attr-defined]
-        issued = await accounts.create_token(account, name="demo", role="owner")
+        # a personal token of the demo user: it also opens IDE sessions, which belong to users
+        issued = await accounts.create_token(account, name="demo", role="owner", user=user)
         token = issued.secret
 
     info = {

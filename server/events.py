@@ -1,9 +1,9 @@
 """The process's one LISTEN connection, shared by everything that waits on NOTIFY.
 
-Channels: ``run_events`` (run status changes, see :mod:`server.runs.state`)
-and ``run_logs`` (new log lines). Consumers register a callback per channel;
-callbacks run on the event loop and must not block (hand work to a task or
-a queue).
+Channels: ``run_events`` (run status changes, see :mod:`server.runs.state`),
+``run_logs`` (new log lines) and ``ide_events`` (IDE session states).
+Consumers register a callback per channel; callbacks run on the event loop
+and must not block (hand work to a task or a queue).
 
 Invariants:
 
@@ -31,7 +31,9 @@ Callback = Callable[[str], None]
 
 
 class EventListener:
-    def __init__(self, db: Database, channels: tuple[str, ...] = ("run_events", "run_logs")):
+    def __init__(
+        self, db: Database, channels: tuple[str, ...] = ("run_events", "run_logs", "ide_events")
+    ) -> None:
         self.db = db
         self.channels = channels
         self._callbacks: dict[str, list[Callback]] = defaultdict(list)

@@ -18,8 +18,11 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from ide_broker.broker import Broker
 from server.config import Settings
 from server.gateway.app import build_app
+from server.gateway.ide import make_resolver
+from server.gateway.ide_proxy import serve as serve_front
 from server.platform import Platform
 
 log = logging.getLogger("kiln.serve")
@@ -71,16 +74,24 @@ async def run_server(
     platform = await Platform.open(settings)
     stoppers: list[tuple[str, Callable[[], Awaitable[None]]]] = []
     runner: web.AppRunner | None = None
+    front = None
     try:
         if demo:
             from server.demo import ensure_demo
 
             await ensure_demo(platform.settings)
+        broker = Broker(platform)
+        platform.services["ide_broker"] = broker
+        await broker.reattach()
+        stoppers.append(("ide broker", broker.close))
         app = build_app(platform)
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
-        site = web.SockSite(runner, sock, ssl_context=ssl_context(settings))
-        await site.start()
+        # the IDE front reads each connection's first request head: IDE websocket
+        # upgrades are relayed as raw bytes, everything else goes to aiohttp
+        sock.close()
+        front = await serve_front(runner, settings.host, port, make_resolver(broker),
+                                  ssl=ssl_context(settings), reuse_address=True)
         for name, start in parts or []:
             stoppers.append((name, await start(platform)))
             log.info("started %s", name)
@@ -94,8 +105,13 @@ async def run_server(
                 await stopper()
             except Exception:
                 log.exception("stopping %s failed", name)
+        if front is not None:
+            front.close()
         if runner is not None:
             with contextlib.suppress(Exception):
                 await runner.cleanup()
+        if front is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(front.wait_closed(), 5)
         sock.close()
         await platform.close()

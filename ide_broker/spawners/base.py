@@ -47,6 +47,10 @@ class SpawnSpec:
     project_subdirectory: str = ""  # dbt project inside the workspace
     default_branch: str = "main"
     profiles_yml: str = ""  # the developer's own target, written privately
+    # the same target as data, for spawners that can read the project's profile
+    # name from the workspace (a git project's name is unknown before the clone)
+    profile_output: dict[str, Any] = field(default_factory=dict)
+    profile_target: str = "dev"
     env: dict[str, str] = field(default_factory=dict)
 
 

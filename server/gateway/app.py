@@ -44,4 +44,15 @@ def build_app(platform: Platform) -> web.Application:
 
     add_graphql_routes(app)
     add_internal_routes(app)
+    add_ide_routes(app, platform)
     return app
+
+
+def add_ide_routes(app: web.Application, platform: Platform) -> None:
+    """The frame-relay fallback for IDE upgrades that reach aiohttp (keep-alive reuse)."""
+    from server.gateway.ide import make_resolver
+    from server.gateway.ide_proxy import ide_ws_fallback
+
+    broker = platform.services.get("ide_broker")
+    if broker is not None:
+        app.router.add_get("/ide/{session}/ws", ide_ws_fallback(make_resolver(broker)))
