@@ -1,5 +1,8 @@
 """``kiln scheduler`` as its own process, and the scheduler part of ``kiln up``.
 
+This module composes (it may import the IDE broker for culling); the
+scheduler's own logic stays in :mod:`server.scheduler.daemon` and below.
+
 The standalone process also serves ``/healthz``, ``/readyz`` and ``/metrics``
 on ``--port`` (default 8581) for probes and Prometheus.
 """
@@ -40,7 +43,23 @@ def build_scheduler(platform: Platform, events: EventListener) -> Scheduler:
     )
     for name, interval, factory in EXTRA_TASKS:
         sched.add_task(name, interval, factory(platform))
+    sched.add_task(
+        "ide-cull", _interval("KILN_SCHEDULER_CULL_INTERVAL", 60), _culler(platform, sched)
+    )
     return sched
+
+
+def _culler(platform: Platform, sched: Scheduler) -> Callable[[], Awaitable[object]]:
+    """Stop IDE sessions idle past KILN_IDE_IDLE_TIMEOUT (leader only; workspaces stay)."""
+    from ide_broker.broker import Broker
+
+    async def cull() -> int:
+        if not sched.leadership.is_leader:
+            return 0
+        broker = platform.services.get("ide_broker") or Broker(platform)
+        return await broker.cull(sched.clock.now(), platform.settings.ide_idle_timeout)
+
+    return cull
 
 
 async def scheduler_part(platform: Platform) -> Callable[[], Awaitable[None]]:
