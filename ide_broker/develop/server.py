@@ -32,7 +32,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from .rpc import Dispatcher
 from .session import Session, Settings
@@ -44,6 +44,7 @@ READY_PREFIX = "KILN_DEVELOP_READY"
 MAX_FRAME = 32 * 1024 * 1024
 SECRET_KEY = web.AppKey("secret", bytes)
 DISPATCHER_KEY = web.AppKey("dispatcher", Dispatcher)
+SOCKETS_KEY = web.AppKey("sockets", set)
 
 
 class StartupError(Exception):
@@ -113,6 +114,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     conn = Connection(ws)
     dispatcher = request.app[DISPATCHER_KEY]
+    request.app[SOCKETS_KEY].add(ws)
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
@@ -125,8 +127,18 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             elif msg.type == WSMsgType.ERROR:
                 break
     finally:
+        request.app[SOCKETS_KEY].discard(ws)
         await conn.close()
     return ws
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """on_shutdown: close open sockets (1001 going away) instead of waiting them out."""
+    sockets = list(app[SOCKETS_KEY])
+    await asyncio.gather(
+        *(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server stopping") for ws in sockets),
+        return_exceptions=True,
+    )
 
 
 def make_app(session: Session, secret: str) -> web.Application:
@@ -135,6 +147,8 @@ def make_app(session: Session, secret: str) -> web.Application:
     app = web.Application(client_max_size=MAX_FRAME)
     app[SECRET_KEY] = secret.encode()
     app[DISPATCHER_KEY] = Dispatcher(build_methods(session))
+    app[SOCKETS_KEY] = set()
+    app.on_shutdown.append(_close_sockets)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/ws", websocket)
     return app
