@@ -9,6 +9,7 @@ are accepted too.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
@@ -27,8 +28,12 @@ ALIASES = {
 _TICK = timedelta(microseconds=1)
 
 
+@lru_cache(maxsize=4096)
 def parse_schedule(cron: str, timezone: str = "UTC") -> CronTrigger:
-    """A trigger for ``cron`` in ``timezone``, or ValidationFailed naming the bad part."""
+    """A trigger for ``cron`` in ``timezone``, or ValidationFailed naming the bad part.
+
+    Cached: a trigger is immutable and thousands of jobs share a few schedules.
+    """
     expr = ALIASES.get(cron.strip().lower(), cron.strip())
     if len(expr.split()) != 5:
         raise ValidationFailed(
