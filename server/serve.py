@@ -31,6 +31,17 @@ log = logging.getLogger("kiln.serve")
 Part = Callable[[Platform], Awaitable[Callable[[], Awaitable[None]]]]
 
 
+async def runs_part(platform: Platform) -> Callable[[], Awaitable[None]]:
+    """Run execution (launcher, dispatcher, monitor); see :mod:`server.runs.engine`."""
+    from server.runs.engine import start_engine
+
+    return await start_engine(platform)
+
+
+# started after the caller's parts, so the scheduler's shared LISTEN connection exists
+engine_parts: list[tuple[str, Part]] = [("runs", runs_part)]
+
+
 class PortInUse(Exception):
     pass
 
@@ -62,6 +73,7 @@ async def run_server(
     *,
     demo: bool = False,
     parts: list[tuple[str, Part]] | None = None,
+    with_runs: bool = True,
 ) -> None:
     sock = bind_socket(settings.host, settings.port)
     port = sock.getsockname()[1]
@@ -92,7 +104,7 @@ async def run_server(
         sock.close()
         front = await serve_front(runner, settings.host, port, make_resolver(broker),
                                   ssl=ssl_context(settings), reuse_address=True)
-        for name, start in parts or []:
+        for name, start in [*(parts or []), *(engine_parts if with_runs else [])]:
             stoppers.append((name, await start(platform)))
             log.info("started %s", name)
         scheme = "https" if settings.tls_cert else "http"

@@ -209,3 +209,55 @@ async def step_update(
         run = await conn.fetchrow(f"SELECT {_RETURNING} FROM run WHERE id = $1", run_id)
         await notify(conn, RunEvent.of(run, "step"))
     return True
+
+
+async def steps_upsert(
+    conn: asyncpg.Connection, run_id: int, account_id: int, steps: Sequence[dict[str, Any]]
+) -> int:
+    """Create or rename steps by index, and move their status; one event for the batch.
+
+    Each entry is ``{"index", "name", "kind", "command", "status"?, "message"?}``.
+    A step that is already final keeps its name and status (a retried call
+    changes nothing). Status moves go through the same conditional update as
+    :func:`step_update`. Returns how many steps changed.
+    """
+    changed = 0
+    async with conn.transaction():
+        for s in steps:
+            row = await conn.fetchrow(
+                "INSERT INTO run_step (account_id, run_id, index, name, kind, command, status,"
+                " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 1, now(), now())"
+                " ON CONFLICT (run_id, index) DO UPDATE SET name = EXCLUDED.name,"
+                " kind = EXCLUDED.kind, command = EXCLUDED.command, updated_at = now()"
+                " WHERE run_step.status < 10 RETURNING status",
+                account_id,
+                run_id,
+                int(s["index"]),
+                str(s["name"])[:500],
+                str(s.get("kind") or "dbt")[:20],
+                str(s.get("command") or ""),
+            )
+            if row is None:
+                continue
+            changed += 1
+            status = RunStatus(int(s.get("status") or RunStatus.QUEUED))
+            if status == RunStatus.QUEUED:
+                continue
+            if status == RunStatus.RUNNING:
+                stamp = "started_at = COALESCE(started_at, now())"
+            else:
+                stamp = "finished_at = now(), started_at = COALESCE(started_at, now())"
+            await conn.execute(
+                f"UPDATE run_step SET status = $3, {stamp}, updated_at = now(),"
+                " status_message = COALESCE($4, status_message)"
+                " WHERE run_id = $1 AND index = $2 AND status < 10",
+                run_id,
+                int(s["index"]),
+                int(status),
+                (str(s["message"])[:10_000] if s.get("message") is not None else None),
+            )
+        if changed:
+            run = await conn.fetchrow(f"SELECT {_RETURNING} FROM run WHERE id = $1", run_id)
+            if run is not None:
+                await notify(conn, RunEvent.of(run, "step"))
+    return changed
