@@ -807,18 +807,33 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def background_busy(seconds: float = 1.0) -> float:
-    """Share (0-1) of the machine's CPU busy before the run, e.g. with other test suites."""
+def _machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values) - idle) / ticks, sum(values) / ticks
 
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat") as f:
-            values = [int(v) for v in f.readline().split()[1:]]
-        return sum(values), values[3] + values[4]  # total, idle + iowait
 
-    total0, idle0 = sample()
-    time.sleep(seconds)
-    total1, idle1 = sample()
-    return 1 - (idle1 - idle0) / max(total1 - total0, 1)
+def _own_cpu() -> float:
+    """CPU seconds of this process and its reaped children (the bench's processes)."""
+    import resource
+
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def other_work(measure: Callable[[], Any]) -> tuple[Any, float]:
+    """Run ``measure()``; also return the share (0-1) of the machine's CPU that
+    processes other than the bench's used meanwhile (other test suites ...)."""
+    busy0, total0 = _machine_cpu()
+    own0 = _own_cpu()
+    result = measure()
+    busy1, total1 = _machine_cpu()
+    foreign = (busy1 - busy0) - (_own_cpu() - own0)
+    return result, max(0.0, foreign / max(total1 - total0, 1e-9))
 
 
 if __name__ == "__main__":
@@ -826,15 +841,14 @@ if __name__ == "__main__":
         _child(sys.argv[1], sys.argv[2:])
     else:
         _raise_fd_limit()
-        busy = background_busy()
         started = time.monotonic()
-        result = asyncio.run(run(quick="--quick" in sys.argv))
+        result, foreign = other_work(lambda: asyncio.run(run(quick="--quick" in sys.argv)))
         print(
-            f"{GROUP} (took {time.monotonic() - started:.0f} s; {os.cpu_count()} cores, "
-            f"{busy:.0%} busy with other work before the run, {background_busy():.0%} after)"
+            f"{GROUP} (took {time.monotonic() - started:.0f} s on {os.cpu_count()} cores; "
+            f"other processes used {foreign:.0%} of the machine meanwhile)"
         )
-        if busy > 0.1:
-            print("note: the machine was busy; ratios are unreliable, run again when idle")
+        if foreign > 0.05:
+            print("note: the machine was not idle; ratios are unreliable, run again when idle")
         print(_table(result))
         if "--json" in sys.argv:
             print(json.dumps(result, indent=2))
