@@ -799,7 +799,9 @@ class _Front(asyncio.Protocol):
     def _upstream_lost(self) -> None:
         if self._state == _OPENING:
             self._reject(502, "the develop server closed the connection during the handshake")
-        elif self._transport is not None:
+            return
+        self._up = None  # whatever the client still sends has nowhere to go
+        if self._transport is not None:
             self._transport.close()
 
     # -- ending --------------------------------------------------------------------
