@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).parent))  # fake_apiserver, whatever the import mode
-
-from fake_apiserver import FakeKubeAPI
-
 from server.config import KubeSettings, Settings
 from server.kube.reflector import PodReflector
 from server.kube.runtime import KubeRuntime
+from tests.k8s.fake_apiserver import FakeKubeAPI
 
 NAMESPACE = "kiln"
 

@@ -6,12 +6,12 @@ import asyncio
 import base64
 
 import pytest
-from fake_apiserver import FakeKubeAPI
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client import ApiException
 
 from server.config import KubeSettings
 from server.kube.client import new_api_client
+from tests.k8s.fake_apiserver import FakeKubeAPI
 
 POD = {
     "apiVersion": "v1",

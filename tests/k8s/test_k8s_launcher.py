@@ -10,13 +10,13 @@ from pathlib import Path
 
 import kubernetes_validate
 import pytest
-from conftest import NAMESPACE, eventually, make_settings, synced
-from fake_apiserver import FakeKubeAPI
 
 from server.config import Settings
 from server.kube.runtime import KubeRuntime
 from server.launchers.base import LaunchSpec, WorkerHealth, WorkerState
 from server.launchers.kubernetes import KubernetesRunLauncher, pod_name
+from tests.k8s.conftest import NAMESPACE, eventually, make_settings, synced
+from tests.k8s.fake_apiserver import FakeKubeAPI
 
 TOKEN = "kiln-run-token-5f3a9c1e7d"
 

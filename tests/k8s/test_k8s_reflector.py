@@ -6,12 +6,12 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest import NAMESPACE, eventually, synced
-from fake_apiserver import FakeKubeAPI
 
 from server.config import KubeSettings
 from server.kube.client import new_api_client
 from server.kube.reflector import KILN_SELECTOR, PodReflector
+from tests.k8s.conftest import NAMESPACE, eventually, synced
+from tests.k8s.fake_apiserver import FakeKubeAPI
 
 
 def pod(name: str, managed: bool = True) -> dict[str, object]:

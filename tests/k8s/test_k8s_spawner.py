@@ -8,8 +8,6 @@ import json
 
 import kubernetes_validate
 import pytest
-from conftest import NAMESPACE, eventually, synced
-from fake_apiserver import FakeKubeAPI
 
 from ide_broker.spawners.base import Endpoint, SpawnSpec
 from ide_broker.spawners.kubernetes import KubernetesSpawner, SpawnError
@@ -17,6 +15,8 @@ from server.config import Settings
 from server.kube.runtime import KubeRuntime
 from server.launchers.base import LaunchSpec
 from server.launchers.kubernetes import KubernetesRunLauncher
+from tests.k8s.conftest import NAMESPACE, eventually, synced
+from tests.k8s.fake_apiserver import FakeKubeAPI
 
 SECRET = "develop-secret-8c1f0a"
 SOURCE = "https://ci-bot:ghp_abc123@git.example.com/acme/shop.git"
