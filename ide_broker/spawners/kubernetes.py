@@ -127,6 +127,13 @@ class KubernetesSpawner(Spawner):
         self.pod_name = session_pod_name(spec.session_id)
         self.claim_name = workspace_claim_name(spec.account_id, spec.user_id, spec.project_id)
 
+    @classmethod
+    def from_settings(
+        cls, spec: SpawnSpec, settings: Settings, template_path: Path = DEFAULT_TEMPLATE
+    ) -> KubernetesSpawner:
+        """The spawner a broker builds: shared runtime, template file if mounted."""
+        return cls(spec, settings=settings, pod_template=kp.load_pod_template(template_path))
+
     # -- manifests -----------------------------------------------------------
 
     def labels(self) -> dict[str, str]:

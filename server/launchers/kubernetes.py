@@ -41,10 +41,11 @@ Contract (on top of :mod:`server.launchers.base`):
   Graces count from the pod's creationTimestamp. EXITED for a pod that is
   still Pending means "give up on it": the caller fails the run and calls
   ``terminate``.
-* Finished pods are not deleted by the launcher on its own: the scheduler
-  asks ``known_run_ids()`` which runs still have a pod or Secret, and passes
-  the final ones to ``cleanup_finished`` (which is how logs of a failed pod
-  stay inspectable with kubectl until then).
+* The launcher deletes nothing on its own. ``terminate`` deletes a run's pod
+  and Secret (the monitor calls it when a worker died or must be stopped);
+  pods of runs that ended normally stay, with their logs, until the scheduler
+  asks ``known_run_ids()`` which runs still have a pod or Secret and passes
+  the final ones to ``cleanup_finished``.
 """
 
 from __future__ import annotations

@@ -254,3 +254,25 @@ async def test_one_watch_shared_by_launcher_and_spawner(
         )
         == 2
     )  # one list + one watch, for both
+
+
+async def test_from_settings_reads_the_mounted_template(
+    settings: Settings, tmp_path: object, fake_api: FakeKubeAPI
+) -> None:
+    from pathlib import Path
+
+    from server.kube.runtime import close_shared_runtimes
+
+    template = Path(str(tmp_path)) / "develop-pod.yaml"
+    template.write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  annotations:\n    team: data\n"
+        "spec:\n  containers:\n    - name: develop\n"
+    )
+    s = KubernetesSpawner.from_settings(spawn_spec(), settings, template_path=template)
+    try:
+        assert s.pod_manifest()["metadata"]["annotations"] == {"team": "data"}
+        assert s.runtime is KubernetesRunLauncher.from_settings(settings).runtime  # one per process
+        missing = KubernetesSpawner.from_settings(spawn_spec(), settings, template_path=tmp_path)  # type: ignore[arg-type]
+        assert missing.pod_template is None
+    finally:
+        await close_shared_runtimes()
