@@ -4,8 +4,9 @@ Contract (on top of :mod:`server.launchers.base`):
 
 * Names are deterministic: pod and Secret ``kiln-run-<run_id>``. ``launch`` is
   idempotent: an existing pod (409 AlreadyExists, e.g. after a scheduler
-  restart or from a second scheduler) is returned, never duplicated. The
-  handle is the pod name.
+  restart or from a second scheduler) is returned, never duplicated, even
+  when it has already finished: a run's worker never runs twice, and the
+  monitor learns how the first one ended. The handle is the pod name.
 * The run token lives only in the Secret (``stringData.KILN_RUN_TOKEN``) and
   reaches the container through ``valueFrom.secretKeyRef``; the pod spec
   never holds it. Once the pod exists, the Secret's ownerReference points at
