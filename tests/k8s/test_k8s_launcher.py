@@ -363,3 +363,15 @@ async def test_pod_template_is_merged(
     assert pod["spec"]["restartPolicy"] == "Never"
     names = [e["name"] for e in pod["spec"]["containers"][0]["env"]]
     assert "TZ" in names and "KILN_RUN_TOKEN" in names
+
+
+async def test_finished_pod_is_adopted_not_relaunched(
+    launcher: KubernetesRunLauncher, fake_api: FakeKubeAPI
+) -> None:
+    handle = await launcher.launch(spec())
+    fake_api.set_pod_failed(handle, exit_code=3)
+    assert await launcher.launch(spec()) == handle
+    assert fake_api.count("POST", f"/namespaces/{NAMESPACE}/pods") == 1
+    assert await health(launcher, fake_api, 42) == WorkerHealth(
+        WorkerState.EXITED, 3, "exit code 3"
+    )

@@ -16,6 +16,7 @@ from server.kube.pods import load_pod_template
 from server.kube.runtime import KubeRuntime
 from server.launchers.base import LaunchSpec
 from server.launchers.kubernetes import KubernetesRunLauncher
+from tests.k8s.fake_apiserver import FakeKubeAPI
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
@@ -196,3 +197,60 @@ def test_dockerfile_basics() -> None:
     assert "git" in text
     ignore = (ROOT / ".dockerignore").read_text().split()
     assert ".git" in ignore
+
+
+VERBS = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
+
+
+def required_permissions(requests: list[tuple[str, str, dict[str, str]]]) -> set[tuple[str, str]]:
+    """(resource, verb) pairs that a list of API requests needs, as RBAC names them."""
+    needed = set()
+    for method, path, query in requests:
+        parts = path.split("/")
+        if parts[:4] != ["", "api", "v1", "namespaces"] or len(parts) < 6:
+            continue
+        resource = parts[5] if len(parts) < 8 else f"{parts[5]}/{parts[7]}"
+        if method == "GET":
+            verb = "get" if len(parts) > 6 else ("watch" if query.get("watch") else "list")
+        else:
+            verb = VERBS[method]
+        needed.add((resource, verb))
+    return needed
+
+
+async def test_role_allows_what_kiln_does(
+    settings: Settings, runtime: KubeRuntime, fake_api: FakeKubeAPI
+) -> None:
+    """Drive the launcher and the spawner through their life cycles; the Role must allow it all."""
+    import asyncio
+
+    from ide_broker.spawners.base import SpawnSpec
+    from ide_broker.spawners.kubernetes import KubernetesSpawner
+
+    launcher = KubernetesRunLauncher(settings, runtime=runtime)
+    await launcher.start()
+    await launcher.launch(LaunchSpec(run_id=1, account_id=1, job_id=1, token="t", api_url="x"))
+    await launcher.check_health(2, None)
+    await launcher.known_run_ids()
+    await launcher.cleanup_finished({1})
+    session = SpawnSpec(
+        session_id=1, account_id=1, user_id=1, project_id=1, secret="s",
+        workspace_key="1/1/1", project_source="https://git.example.com/p.git",
+    )  # fmt: skip
+    spawner = KubernetesSpawner(session, settings=settings, runtime=runtime, start_timeout=0.2)
+    task = asyncio.create_task(spawner.start())
+    for _ in range(100):
+        if fake_api.get("pods", "kiln", spawner.pod_name):
+            break
+        await asyncio.sleep(0.01)
+    fake_api.set_pod_running(spawner.pod_name)
+    await task
+    await spawner.poll()
+    await spawner.stop()
+    await spawner.delete_workspace()
+
+    role = by_kind(render("base"), "Role")["kiln"]
+    allowed = {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
+    needed = required_permissions(fake_api.requests)
+    assert needed - allowed == set()
+    assert {("pods", "watch"), ("pods", "create"), ("secrets", "patch")} <= needed
