@@ -61,7 +61,7 @@ class Broker:
         if kind == "kubernetes":
             from ide_broker.spawners.kubernetes import KubernetesSpawner
 
-            return KubernetesSpawner(spec, settings=self.platform.settings)  # type: ignore[call-arg]
+            return KubernetesSpawner.from_settings(spec, self.platform.settings)
         from ide_broker.spawners.local import LocalSpawner
 
         return LocalSpawner(spec, data_dir=self.platform.settings.data_dir)

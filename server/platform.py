@@ -62,6 +62,10 @@ class Platform:
 
     async def close(self) -> None:
         try:
+            if self.settings.launcher == "kubernetes" or self.settings.spawner == "kubernetes":
+                from server.kube.runtime import close_shared_runtimes
+
+                await close_shared_runtimes()
             await self.store.close()
             await self.db.close()
         finally:
