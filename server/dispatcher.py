@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import asyncpg
@@ -170,13 +171,18 @@ async def launch(platform: Platform, launcher: RunLauncher, p: Picked) -> str | 
     return handle
 
 
-async def dispatch_once(platform: Platform, launcher: RunLauncher) -> list[Picked]:
-    """One pass over every account with queued runs; returns the runs launched."""
+async def dispatch_once(
+    platform: Platform, launcher: RunLauncher, accounts: Collection[int] | None = None
+) -> list[Picked]:
+    """One pass over every account with queued runs (or only ``accounts``); the runs launched."""
     async with platform.db.acquire() as conn:
         accounts = [
             r["account_id"]
             for r in await conn.fetch(
-                "SELECT DISTINCT account_id FROM run WHERE status = 1 ORDER BY account_id"
+                "SELECT DISTINCT account_id FROM run WHERE status = 1"
+                " AND ($1::bigint[] IS NULL OR account_id = ANY($1::bigint[]))"
+                " ORDER BY account_id",
+                list(accounts) if accounts is not None else None,
             )
         ]
         picked: list[Picked] = []
@@ -196,8 +202,10 @@ class Dispatcher:
         launcher: RunLauncher,
         *,
         poll_interval: float = 5.0,
+        accounts: Collection[int] | None = None,
     ) -> None:
         self.platform = platform
+        self.accounts = accounts  # None: every account; else a shard (or a test's tenants)
         self.launcher = launcher
         self.poll_interval = poll_interval
         self._wake = asyncio.Event()
@@ -231,7 +239,7 @@ class Dispatcher:
         while True:
             self._wake.clear()
             try:
-                await dispatch_once(self.platform, self.launcher)
+                await dispatch_once(self.platform, self.launcher, self.accounts)
                 self.passes += 1
                 delay = 0.5
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

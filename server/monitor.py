@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +58,8 @@ SELECT id, account_id, job_id, status, worker_handle, launcher, timeout_seconds,
        EXTRACT(EPOCH FROM now() - GREATEST(heartbeat_at, started_at, $1::timestamptz))
            AS since_heartbeat,
        EXTRACT(EPOCH FROM now() - cancel_requested_at) AS since_cancel
-FROM run WHERE status = ANY($2::smallint[]) {extra}
+FROM run WHERE status = ANY($2::smallint[])
+  AND ($3::bigint[] IS NULL OR account_id = ANY($3::bigint[])) {extra}
 ORDER BY id
 """
 
@@ -72,6 +74,7 @@ class MonitorContext:
     launch_grace: float = 60.0
     start_timeout: float = 300.0
     started_at: Any = None  # DB time the monitor started (heartbeat grace after restarts)
+    accounts: Collection[int] | None = None  # None: every account; else a shard
     actions: list[tuple[int, str]] = field(default_factory=list)
 
     @property
@@ -246,8 +249,9 @@ CHECKS = {RunStatus.STARTING: check_starting, RunStatus.RUNNING: check_running}
 
 async def monitor_once(ctx: MonitorContext, run_ids: list[int] | None = None) -> None:
     """Check every starting/running run (or just ``run_ids``) once."""
-    extra = "AND id = ANY($3::bigint[])" if run_ids is not None else ""
-    args: list[Any] = [ctx.started_at, [2, 3]]
+    extra = "AND id = ANY($4::bigint[])" if run_ids is not None else ""
+    accounts = list(ctx.accounts) if ctx.accounts is not None else None
+    args: list[Any] = [ctx.started_at, [2, 3], accounts]
     if run_ids is not None:
         args.append(run_ids)
     async with ctx.platform.db.acquire() as conn:

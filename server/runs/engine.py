@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 from server.config import Settings
 from server.dispatcher import Dispatcher
@@ -42,18 +42,25 @@ async def start_engine(
     poll_interval: float = 5.0,
     monitor_interval: float | None = None,
     cancel_grace: float = 10.0,
+    accounts: Collection[int] | None = None,
 ) -> Callable[[], Awaitable[None]]:
-    """Start launcher, monitor and dispatcher; return the coroutine that stops them."""
+    """Start launcher, monitor and dispatcher; return the coroutine that stops them.
+
+    ``accounts`` limits both to those accounts (a shard; tests use it to leave
+    other tests' runs alone).
+    """
     launcher = launcher or make_launcher(platform.settings)
     await launcher.start()
     platform.services["run_launcher"] = launcher
     hb = platform.settings.heartbeat_interval
     monitor = RunMonitor(
-        MonitorContext(platform, launcher, heartbeat_interval=hb, cancel_grace=cancel_grace),
+        MonitorContext(
+            platform, launcher, heartbeat_interval=hb, cancel_grace=cancel_grace, accounts=accounts
+        ),
         interval=monitor_interval or min(1.0, hb),
     )
     await monitor.start()
-    dispatcher = Dispatcher(platform, launcher, poll_interval=poll_interval)
+    dispatcher = Dispatcher(platform, launcher, poll_interval=poll_interval, accounts=accounts)
     events = platform.services.get("events")
     own_conn = None
     unsubscribe: Callable[[], None] | None = None

@@ -214,7 +214,7 @@ class Worker:
             [{**p, "index": i + 1, "status": 1} for i, p in enumerate(self.plan) if i > 0]
         )
 
-        self.profiles_dir = dbt.write_profiles(spec, project_dir)
+        self.profiles_dir = dbt.write_profiles(spec, project_dir, base=self.workspace)
         env = {
             k: v
             for k, v in os.environ.items()

@@ -26,6 +26,7 @@ from server.models import Run, RunStatus
 from server.platform import Platform
 from server.runs.engine import start_engine
 from tests.conftest import free_port
+from tests.factories import Tenant, make_tenant
 
 HEARTBEAT = 1.0
 
@@ -36,6 +37,13 @@ class Engine:
     launcher: LocalRunLauncher
     url: str
     workdir: Path
+    accounts: set[int]
+
+    async def tenant(self, **kw: Any) -> Tenant:
+        """A tenant whose runs this engine executes."""
+        t = await make_tenant(**kw)
+        self.accounts.add(t.account.id)
+        return t
 
 
 @pytest.fixture(scope="session")
@@ -58,8 +66,11 @@ async def engine(
         extra_env={"KILN_WORKER_KEEP": "1", "KILN_WORKER_WORKDIR": str(workdir)},
         terminate_grace=3.0,
     )
-    stop = await start_engine(p, launcher=launcher, poll_interval=2.0, monitor_interval=0.5)
-    yield Engine(p, launcher, f"http://127.0.0.1:{port}", workdir)
+    accounts: set[int] = set()
+    stop = await start_engine(
+        p, launcher=launcher, poll_interval=2.0, monitor_interval=0.5, accounts=accounts
+    )
+    yield Engine(p, launcher, f"http://127.0.0.1:{port}", workdir, accounts)
     await stop()
     await runner.cleanup()
 
