@@ -179,19 +179,20 @@ class LocalRunLauncher(RunLauncher):
             return known[0]
         return None
 
-    def _same_process(self, pid: int, ctime: float) -> bool | None:
-        """True: the pid is our worker; False: it is gone or reused; None: a zombie."""
+    @staticmethod
+    def _identity(pid: int, ctime: float) -> str:
+        """``ours`` (alive), ``zombie``, ``gone`` (no such pid) or ``reused`` (a stranger)."""
         try:
             p = psutil.Process(pid)
             if ctime and abs(p.create_time() - ctime) > 0.01:
-                return False
+                return "reused"
             if p.status() == psutil.STATUS_ZOMBIE:
-                return None
-            return True
+                return "zombie"
+            return "ours"
         except psutil.NoSuchProcess:
-            return False
+            return "gone"
         except psutil.Error:
-            return True
+            return "ours"
 
     async def check_health(self, run_id: int, handle: str | None) -> WorkerHealth:
         proc = self._proc(run_id, handle)
@@ -204,10 +205,10 @@ class LocalRunLauncher(RunLauncher):
         if parsed is None:
             return WorkerHealth(WorkerState.MISSING, reason="no worker was recorded for the run")
         pid, ctime = parsed
-        same = self._same_process(pid, ctime)
-        if same:
+        who = self._identity(pid, ctime)
+        if who == "ours":
             return WorkerHealth(WorkerState.RUNNING)
-        if same is None:
+        if who == "zombie":
             return WorkerHealth(WorkerState.EXITED, reason="worker exited (zombie, not our child)")
         return WorkerHealth(
             WorkerState.MISSING, reason=f"worker process {pid} is gone (exit status unknown)"
@@ -219,10 +220,13 @@ class LocalRunLauncher(RunLauncher):
         pid = proc.pid if proc is not None else parsed[0] if parsed else None
         if pid is None:
             return
-        if proc is None and parsed is not None and self._same_process(*parsed) is False:
-            # the leader is gone; a live group can only still be ours (a group id is not
-            # handed out as a new pid while the group exists), so only signal if it lives
-            if not _group_alive(pid):
+        if proc is None and parsed is not None:
+            who = self._identity(*parsed)
+            # The kernel does not hand out a number as a pid while a process group of that
+            # id exists. So a reused pid means our group is gone (the group now there is a
+            # stranger's), while a vanished leader may have left members behind (dbt after
+            # the worker was killed): those are still ours to kill.
+            if who == "reused" or (who == "gone" and not _group_alive(pid)):
                 return
         if not self._signal_group(pid, signal.SIGTERM):
             self._reap(proc)
