@@ -10,8 +10,9 @@ Invariants:
   params). The server adds ``--log-format json --no-use-colors``, the
   profiles and project dirs, and its default ``--target``.
 * Invocations are serialized by one asyncio lock (they share ``target/``),
-  the same lock the warm runner takes for DuckDB warehouse access. A queued
-  invocation can be cancelled before it starts.
+  the same lock the warm runner takes for DuckDB warehouse access; holding
+  it, an invocation first makes the warm runner close its DuckDB handle. A
+  queued invocation can be cancelled before it starts.
 * Each dbt runs in its own session/process group; cancel sends SIGTERM to the
   group, then SIGKILL after a grace period. If the request task is cancelled
   (client gone, server stopping) the group is killed the same way: no dbt
@@ -67,6 +68,7 @@ class Invocation:
     args: list[str]
     proc: asyncio.subprocess.Process | None = None
     cancelled: bool = False
+    cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
     started: asyncio.Event = field(default_factory=asyncio.Event)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -105,12 +107,14 @@ class Invocations:
         profiles_dir: Path,
         target: str | None,
         dbt_lock: asyncio.Lock,
+        before_start: Callable[[], Awaitable[None]],
         on_finished: Callable[[list[str]], None],
     ) -> None:
         self.project_dir = project_dir
         self.profiles_dir = profiles_dir
         self.target = target
         self.lock = dbt_lock
+        self.before_start = before_start
         self.on_finished = on_finished
         self.running: dict[str, Invocation] = {}
         self._counter = 0
@@ -147,10 +151,12 @@ class Invocations:
         rc: int | None = None
         try:
             await emit("dbt.started", {"invocation": inv_id, "args": args})
-            async with self.lock:
-                if inv.cancelled:
-                    return self._result(inv, None, started)
+            if not await self._acquire(inv):  # cancelled while queued
+                return self._result(inv, None, started)
+            try:
                 rc = await self._run_process(inv, emit)
+            finally:
+                self.lock.release()
         finally:
             if inv.proc is not None and inv.proc.returncode is None:
                 await asyncio.shield(_terminate(inv.proc))
@@ -159,6 +165,26 @@ class Invocations:
             if " ".join(command) in STALE_AFTER:
                 self.on_finished(command)
         return self._result(inv, rc, started)
+
+    async def _acquire(self, inv: Invocation) -> bool:
+        """Take the dbt lock, unless the invocation is cancelled while it waits."""
+        acquire = asyncio.create_task(self.lock.acquire())
+        cancel = asyncio.create_task(inv.cancel_requested.wait())
+        interrupted = True
+        try:
+            await asyncio.wait({acquire, cancel}, return_when=asyncio.FIRST_COMPLETED)
+            interrupted = False
+        finally:
+            cancel.cancel()
+            if not acquire.done():
+                acquire.cancel()  # asyncio.Lock gives nothing to a cancelled waiter
+                with suppress(asyncio.CancelledError):
+                    await acquire
+            got = acquire.done() and not acquire.cancelled() and acquire.exception() is None
+            if got and (inv.cancelled or interrupted):
+                self.lock.release()
+                got = False
+        return got
 
     def _result(self, inv: Invocation, rc: int | None, started: float) -> dict[str, Any]:
         return {
@@ -170,6 +196,7 @@ class Invocations:
         }
 
     async def _run_process(self, inv: Invocation, emit: Emit) -> int:
+        await self.before_start()
         inv.proc = await asyncio.create_subprocess_exec(
             *self.argv(inv.args),
             cwd=self.project_dir,
@@ -223,6 +250,7 @@ class Invocations:
                 f"No running invocation {inv_id!r}", invocation=inv_id,
             )
         inv.cancelled = True
+        inv.cancel_requested.set()
         if inv.proc is not None and inv.proc.returncode is None:
             await _terminate(inv.proc)
         with suppress(TimeoutError):
@@ -233,6 +261,7 @@ class Invocations:
         """Cancel everything (server stopping)."""
         for inv in list(self.running.values()):
             inv.cancelled = True
+            inv.cancel_requested.set()
         procs = [i.proc for i in self.running.values() if i.proc and i.proc.returncode is None]
         await asyncio.gather(*(_terminate(p) for p in procs), return_exceptions=True)
 

@@ -23,9 +23,12 @@ Invariants:
 * Warehouse access: DuckDB allows one writing process per database file, so
   for the duckdb adapter compile and preview hold the same asyncio lock that
   serializes ``dbt.invoke`` subprocesses (a preview waits for a running
-  build), and the warm runner closes its DuckDB handle after every call so a
-  following ``dbt build`` subprocess can open the file. Other adapters do
-  not take the lock. Parse and lineage never open a connection.
+  build). The warm runner keeps its DuckDB handle only while busy (released
+  after ``IDLE_RELEASE`` seconds idle, and always before a ``dbt.invoke``
+  subprocess starts) so the subprocess can open the file. Other adapters do
+  not take the lock. Parse and lineage never open a connection. The adapter
+  cache is not pre-populated (``--no-populate-cache``): introspection
+  queries run on demand.
 * dbt 1.11 leaves the ``inline_query`` node in the manifest when an inline
   compile or show fails; it is removed before every inline call.
 """
@@ -43,7 +46,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager, nullcontext
+from contextlib import AbstractAsyncContextManager, nullcontext, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,6 +58,7 @@ T = TypeVar("T")
 
 PREVIEW_DEFAULT_LIMIT = 500
 PREVIEW_MAX_LIMIT = 10_000
+IDLE_RELEASE = 2.0  # seconds an idle warm runner keeps its DuckDB handle
 _COMPILABLE = {"model", "analysis", "snapshot", "test"}
 _NODE_GROUPS = (
     "nodes", "sources", "exposures", "metrics", "semantic_models", "saved_queries", "unit_tests"
@@ -155,6 +159,8 @@ class WarmDbt:
         self._failed: tuple[int, RpcError] | None = None
         self._parse_lock = asyncio.Lock()
         self._errors: list[tuple[str, str]] = []
+        self._release_timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- manifest lifecycle ---------------------------------------------------
 
@@ -221,19 +227,16 @@ class WarmDbt:
 
     async def compile_sql(self, sql: str) -> dict[str, Any]:
         manifest = await self.ensure_manifest()
-        async with self._warehouse():
-            return await self.worker.run(self._compile_inline_blocking, manifest, sql)
+        return await self._warehouse_call(self._compile_inline_blocking, manifest, sql)
 
     async def compile_path(self, project_rel: str) -> dict[str, Any]:
         manifest = await self.ensure_manifest()
-        async with self._warehouse():
-            return await self.worker.run(self._compile_path_blocking, manifest, project_rel)
+        return await self._warehouse_call(self._compile_path_blocking, manifest, project_rel)
 
     async def preview(self, sql: str, limit: int) -> dict[str, Any]:
         manifest = await self.ensure_manifest()
         started = time.monotonic()
-        async with self._warehouse():
-            result = await self.worker.run(self._preview_blocking, manifest, sql, limit)
+        result = await self._warehouse_call(self._preview_blocking, manifest, sql, limit)
         log.info("preview: %d rows in %.2fs", result["rowCount"], time.monotonic() - started)
         return result
 
@@ -241,8 +244,39 @@ class WarmDbt:
         manifest = await self.ensure_manifest()
         return await self.worker.run(self._lineage_blocking, manifest, select)
 
-    def shutdown(self) -> None:
+    async def release(self) -> None:
+        """Close the warm DuckDB handle (before a dbt subprocess needs the file)."""
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+            self._release_timer = None
+        if self.adapter_type == "duckdb":  # no other adapter holds a file lock
+            await self.worker.run(_release_duckdb)
+
+    async def shutdown(self) -> None:
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self.release(), 2.0)  # unless dbt is mid-call
         self.worker.stop()
+
+    async def _warehouse_call(self, fn: Callable[..., T], *args: Any) -> T:
+        async with self._warehouse():
+            try:
+                return await self.worker.run(fn, *args)
+            finally:
+                self._schedule_release()
+
+    def _schedule_release(self) -> None:
+        # Keep the DuckDB handle for back-to-back calls; free the file when idle.
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+        self._release_timer = asyncio.get_running_loop().call_later(
+            IDLE_RELEASE, self._release_when_idle
+        )
+
+    def _release_when_idle(self) -> None:
+        self._release_timer = None
+        task = asyncio.create_task(self.release())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- blocking, worker thread only ---------------------------------------
 
@@ -257,12 +291,7 @@ class WarmDbt:
         self._errors = []
         if manifest is not None:
             _drop_inline_nodes(manifest)
-        try:
-            res = dbtRunner(manifest=manifest, callbacks=[self._collect]).invoke(
-                [*args, *self.common]
-            )
-        finally:
-            _release_duckdb()
+        res = dbtRunner(manifest=manifest, callbacks=[self._collect]).invoke([*args, *self.common])
         if not res.success:
             raise self._failure(res)
         return res
@@ -290,7 +319,7 @@ class WarmDbt:
 
     def _compile_inline_blocking(self, manifest: Any, sql: str) -> dict[str, Any]:
         try:
-            res = self._invoke(manifest, ["compile", "--inline", sql])
+            res = self._invoke(manifest, ["compile", "--inline", sql, "--no-populate-cache"])
         except _Failure as exc:
             raise self._dbt_error(exc) from None
         node = next(r.node for r in res.result.results if r.node.name == "inline_query")
@@ -314,7 +343,9 @@ class WarmDbt:
             selector = f"path:{project_rel}"
         try:
             res = self._invoke(
-                manifest, ["compile", "--select", selector, "--indirect-selection", "empty"]
+                manifest,
+                ["compile", "--select", selector, "--indirect-selection", "empty",
+                 "--no-populate-cache"],
             )
         except _Failure as exc:
             raise self._dbt_error(exc) from None
@@ -325,7 +356,10 @@ class WarmDbt:
 
     def _preview_blocking(self, manifest: Any, sql: str, limit: int) -> dict[str, Any]:
         try:
-            res = self._invoke(manifest, ["show", "--inline", sql, "--limit", str(limit)])
+            res = self._invoke(
+                manifest,
+                ["show", "--inline", sql, "--limit", str(limit), "--no-populate-cache"],
+            )
         except _Failure as exc:
             raise self._dbt_error(exc) from None
         table = res.result.results[0].agate_table

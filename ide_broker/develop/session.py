@@ -59,6 +59,7 @@ class Session:
             settings.profiles_dir,
             settings.target,
             self.dbt_lock,
+            before_start=self.warm.release,
             on_finished=lambda _command: self.warm.mark_stale(),
         )
 
@@ -67,7 +68,7 @@ class Session:
 
     async def stop(self) -> None:
         await self.invocations.shutdown()
-        self.warm.shutdown()
+        await self.warm.shutdown()
 
     def project_relative(self, rel: str) -> str | None:
         """``rel`` (workspace-relative) relative to the dbt project, or None if outside."""

@@ -222,6 +222,7 @@ class RpcClient:
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(ConnectionError("websocket closed"))
+                fut.exception()  # an unanswered request nobody awaits is not an error
 
     async def send(self, method: str, params: dict[str, Any] | None = None
                    ) -> asyncio.Future[dict[str, Any]]:

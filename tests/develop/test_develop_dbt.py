@@ -8,10 +8,11 @@ import time
 import uuid
 from pathlib import Path
 
+import aiohttp
 import psutil
 import pytest
 
-from .helpers import DevServer, RpcCallError, RpcClient
+from .helpers import DevServer, RpcCallError, RpcClient, auth_headers
 
 SLOW_ARGS = ["run", "--select", "slow_model", "--vars", "{kiln_slow: true}"]
 
@@ -92,6 +93,15 @@ async def test_cancel_stops_dbt_and_reports_cancelled(client: RpcClient, server:
     info = await client.call("session.info")
     assert inv in info["invocations"]
 
+    # A second invocation queues behind the first; cancelling it never starts dbt.
+    queued = await client.send("dbt.invoke", {"args": ["parse"], "invocation": f"{inv}-q"})
+    await client.wait_for_notification(lambda n: n["method"] == "dbt.started"
+                                       and n["params"]["invocation"] == f"{inv}-q")
+    await client.call("dbt.cancel", invocation=f"{inv}-q")
+    queued_result = (await asyncio.wait_for(queued, 10))["result"]
+    assert queued_result["cancelled"] is True and queued_result["exitCode"] is None
+    assert not invoke.done()
+
     started = time.monotonic()
     assert await client.call("dbt.cancel", invocation=inv) == {"invocation": inv,
                                                                "cancelled": True}
@@ -108,6 +118,25 @@ async def test_cancel_stops_dbt_and_reports_cancelled(client: RpcClient, server:
     assert err.value.code == 1021 and err.value.data["code"] == "unknown_invocation"
 
 
+async def test_closing_the_socket_kills_its_dbt(server: DevServer) -> None:
+    async with aiohttp.ClientSession() as http:
+        rpc = RpcClient(await http.ws_connect(f"{server.url}/ws", headers=auth_headers()))
+        await rpc.send("dbt.invoke", {"args": SLOW_ARGS, "invocation": "orphan"})
+        await rpc.wait_for_notification(
+            lambda n: n["method"] == "dbt.log" and isinstance(n["params"]["line"], dict)
+            and n["params"]["line"]["info"]["name"] == "LogStartLine",
+            timeout=120,
+        )
+        procs = dbt_processes(server)
+        assert procs
+        await rpc.close()
+    for _ in range(100):
+        if all(is_gone(p) for p in procs):
+            break
+        await asyncio.sleep(0.1)
+    assert all(is_gone(p) for p in procs)
+
+
 async def test_compile_inline_sql(client: RpcClient) -> None:
     result = await client.call("dbt.compile", sql="select * from {{ ref('stg_orders') }}")
     assert '"main"."stg_orders"' in result["compiledSql"]
@@ -121,6 +150,11 @@ async def test_compile_inline_sql(client: RpcClient) -> None:
     # A failed inline call leaves the warm runner usable (dbt 1.11 leaks the node).
     again = await client.call("dbt.compile", sql="select 1 as one")
     assert again["compiledSql"].strip() == "select 1 as one"
+    # The session secret is not visible to dbt.
+    env = await client.call(
+        "dbt.compile", sql="select '{{ env_var(\"KILN_DEVELOP_SECRET\", \"absent\") }}'"
+    )
+    assert env["compiledSql"].strip() == "select 'absent'"
     with pytest.raises(RpcCallError) as info:
         await client.call("dbt.compile", sql="select 1", path="analytics/models/x.sql")
     assert info.value.code == -32602
@@ -219,3 +253,17 @@ async def test_lineage(client: RpcClient) -> None:
     single = await client.call("dbt.lineage", select="stg_orders")
     assert [n["id"] for n in single["nodes"]] == [stg] and single["edges"] == []
     assert (await client.call("dbt.lineage", select="no_such_model"))["nodes"] == []
+
+
+async def test_warm_runner_and_invocations_share_duckdb(client: RpcClient) -> None:
+    """A preview right before a run, and one during it: nobody hits DuckDB's file lock."""
+    sql = "select count(*) as n from {{ ref('stg_orders') }}"
+    assert (await client.call("dbt.preview", sql=sql))["rows"] == [[4]]
+    invoke = await client.send("dbt.invoke", {"args": ["run", "--select", "stg_orders"],
+                                              "invocation": "run-shared"})
+    await client.wait_for_notification(lambda n: n["method"] == "dbt.started"
+                                       and n["params"]["invocation"] == "run-shared")
+    during = await client.call("dbt.preview", sql=sql)  # waits for the run, then answers
+    assert invoke.done()
+    assert (await invoke)["result"]["success"] is True
+    assert during["rows"] == [[4]]
