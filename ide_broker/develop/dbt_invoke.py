@@ -69,7 +69,6 @@ class Invocation:
     proc: asyncio.subprocess.Process | None = None
     cancelled: bool = False
     cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
-    started: asyncio.Event = field(default_factory=asyncio.Event)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -156,10 +155,11 @@ class Invocations:
             try:
                 rc = await self._run_process(inv, emit)
             finally:
+                # dbt is gone before the next one may start (DuckDB: one writer).
+                if inv.proc is not None and inv.proc.returncode is None:
+                    await asyncio.shield(_terminate(inv.proc))
                 self.lock.release()
         finally:
-            if inv.proc is not None and inv.proc.returncode is None:
-                await asyncio.shield(_terminate(inv.proc))
             self.running.pop(inv_id, None)
             inv.done.set()
             if " ".join(command) in STALE_AFTER:
@@ -195,8 +195,10 @@ class Invocations:
             "elapsed": round(time.monotonic() - started, 3),
         }
 
-    async def _run_process(self, inv: Invocation, emit: Emit) -> int:
+    async def _run_process(self, inv: Invocation, emit: Emit) -> int | None:
         await self.before_start()
+        if inv.cancelled:
+            return None
         inv.proc = await asyncio.create_subprocess_exec(
             *self.argv(inv.args),
             cwd=self.project_dir,
@@ -207,8 +209,9 @@ class Invocations:
             start_new_session=True,
             limit=LINE_LIMIT,
         )
-        inv.started.set()
         log.info("dbt %s started (invocation %s, pid %d)", inv.args[0], inv.id, inv.proc.pid)
+        if inv.cancelled:  # cancelled while it was being spawned
+            await _terminate(inv.proc)
         assert inv.proc.stdout is not None and inv.proc.stderr is not None
         await asyncio.gather(
             self._pump(inv, inv.proc.stdout, emit, stderr=False),

@@ -73,7 +73,6 @@ class Worker:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
-        self.busy = False
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -87,17 +86,14 @@ class Worker:
     def _loop(self) -> None:
         while (item := self._queue.get()) is not None:
             fn, args, fut, loop = item
-            if fut.cancelled():
+            if fut.cancelled():  # the caller went away before its turn
                 continue
-            self.busy = True
             try:
                 result = fn(*args)
             except BaseException as exc:
                 _deliver(loop, fut, None, exc)
             else:
                 _deliver(loop, fut, result, None)
-            finally:
-                self.busy = False
 
 
 def _deliver(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any], result: Any,

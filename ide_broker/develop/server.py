@@ -34,6 +34,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from .errors import RpcError
 from .rpc import Dispatcher
 from .session import Session, Settings
 
@@ -166,7 +167,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def serve(args: argparse.Namespace, settings: Settings, secret: str) -> None:
-    session = Session(settings)
+    try:
+        session = Session(settings)
+    except (RpcError, OSError) as exc:
+        raise StartupError(f"cannot open the workspace: {exc}") from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     runner = web.AppRunner(make_app(session, secret), access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)
@@ -177,13 +185,11 @@ async def serve(args: argparse.Namespace, settings: Settings, secret: str) -> No
         raise StartupError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
     port = runner.addresses[0][1]
     print(f"{READY_PREFIX} port={port}", flush=True)
-    sys.stdout = sys.stderr  # the READY line is the only stdout output
+    # The READY line is the only stdout output: from here on Python and C code
+    # (dbt, DuckDB) writing to stdout lands on stderr.
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
     log.info("develop server on %s:%d, workspace %s", args.host, port, settings.workspace)
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     session.start()
     try:
         await stop.wait()
