@@ -117,7 +117,10 @@ def build_methods(s: Session) -> dict[str, Method]:
         return await s.warm.compile_path(inner)
 
     async def dbt_preview(p: Params, _: Peer) -> Any:
-        sql = p.string("sql")
+        # dbt wraps the query in a limiting subquery: a trailing ";" would break it.
+        sql = p.string("sql").rstrip().rstrip(";")
+        if not sql.strip():
+            raise invalid_params("param 'sql' must contain a query")
         limit = p.integer("limit", PREVIEW_DEFAULT_LIMIT, lo=1, hi=PREVIEW_MAX_LIMIT)
         return await s.warm.preview(sql, limit)
 

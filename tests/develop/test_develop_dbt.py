@@ -197,6 +197,8 @@ async def test_preview_columns_rows_and_limits(client: RpcClient) -> None:
     assert result["rows"][0] == [1, "alice", 10.5, "2024-01-01"]
     assert result["rowCount"] == 4 and len(result["rows"]) == 4
 
+    semicolon = await client.call("dbt.preview", sql="select 1 as x;\n")
+    assert semicolon["rows"] == [[1]]
     limited = await client.call("dbt.preview", sql="select range as n from range(1000)", limit=7)
     assert len(limited["rows"]) == 7 and limited["columns"] == ["n"]
     default = await client.call("dbt.preview", sql="select range as n from range(1000)")
@@ -267,3 +269,21 @@ async def test_warm_runner_and_invocations_share_duckdb(client: RpcClient) -> No
     assert invoke.done()
     assert (await invoke)["result"]["success"] is True
     assert during["rows"] == [[4]]
+
+
+async def test_a_project_that_does_not_parse_is_reported_then_recovers(client: RpcClient
+                                                                       ) -> None:
+    path = f"analytics/models/broken_{uuid.uuid4().hex[:6]}.sql"
+    await client.call("fs.write", path=path, content="select {{ ref( }}\n")
+    try:
+        for _ in range(2):  # the failure is remembered until something changes
+            with pytest.raises(RpcCallError) as info:
+                await client.call("dbt.compile", sql="select 1")
+            assert info.value.code == 1001
+            assert info.value.data["code"] == "manifest_unavailable"
+        manifest = (await client.call("session.info"))["manifest"]
+        assert manifest["state"] == "error" and manifest["error"]
+    finally:
+        await client.call("fs.delete", path=path)
+    assert (await client.call("dbt.compile", sql="select 1"))["compiledSql"].strip() == "select 1"
+    assert (await client.call("session.info"))["manifest"]["state"] == "ready"

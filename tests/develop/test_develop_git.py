@@ -26,6 +26,8 @@ async def test_status_commit_diff_push(client: RpcClient, project: Project) -> N
     status = await client.call("git.status")
     assert status["branch"] == "main" and status["upstream"] == "origin/main"
     assert status_of(status, name) == "untracked"
+    # The server's own state (.kiln/) and dbt's target/ and logs/ are ignored.
+    assert not [f for f in status["files"] if f["path"].startswith(".kiln")]
 
     committed = await client.call("git.commit", message=f"Add {name}", paths=[name])
     assert committed["sha"] == git(ws, "rev-parse", "HEAD").strip()
