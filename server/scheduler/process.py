@@ -46,7 +46,26 @@ def build_scheduler(platform: Platform, events: EventListener) -> Scheduler:
     sched.add_task(
         "ide-cull", _interval("KILN_SCHEDULER_CULL_INTERVAL", 60), _culler(platform, sched)
     )
+    sched.add_task(
+        "log-archive",
+        _interval("KILN_SCHEDULER_ARCHIVE_INTERVAL", 60),
+        _log_archiver(platform, sched),
+    )
     return sched
+
+
+def _log_archiver(platform: Platform, sched: Scheduler) -> Callable[[], Awaitable[object]]:
+    """Move logs of runs finished KILN_LOG_ARCHIVE_AFTER ago to the object store (leader only)."""
+    from server.logs.archive import archive_pass
+
+    async def archive() -> object:
+        if not sched.leadership.is_leader:
+            return None
+        return await archive_pass(
+            platform.db, platform.store, sched.clock.now(), platform.settings.log_archive_after
+        )
+
+    return archive
 
 
 def _culler(platform: Platform, sched: Scheduler) -> Callable[[], Awaitable[object]]:
