@@ -42,7 +42,8 @@ asyncio protocol (the *front*) in front of the aiohttp application of
   a ``502`` for the client (the develop server's status line in the reason).
 * After that the proxy copies bytes both ways and never parses, buffers for
   inspection, reorders, or drops them: bytes leave in the order they arrived,
-  and closing a side flushes what was already queued for it first.
+  and closing a side flushes what was already queued for it first. The only
+  bytes not delivered are those whose receiver is already gone.
   Backpressure: each transport has a write-buffer high-water mark
   (``high_water``, default 64 KiB); when the buffer towards one side passes
   it, the proxy stops reading from the other side until it drains, so memory
