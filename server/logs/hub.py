@@ -86,6 +86,16 @@ Writable = Callable[[], Awaitable[None]]
 End = Callable[[BaseException | None], None]
 
 
+def _fits(lines: list[LogLine] | tuple[LogLine, ...], max_bytes: int) -> int:
+    """How many leading lines fit in about ``max_bytes`` of messages (at least one)."""
+    total = 0
+    for i, ln in enumerate(lines):
+        total += len(ln.message) + 100
+        if total > max_bytes and i:
+            return i
+    return len(lines)
+
+
 @dataclass(frozen=True, slots=True)
 class LogBatch:
     """What ``runLogs`` yields: lines after the previous cursor, the new cursor, done."""
@@ -200,7 +210,9 @@ class LogSubscription:
             lines = await reader.after(self.run_id, self.account_id, self.cursor, page)
             if not lines:
                 return LogBatch(self.run_id, (), self.cursor, True)
-            return LogBatch(self.run_id, tuple(lines), lines[-1].seq, len(lines) < page)
+            n = _fits(lines, self.hub.batch_bytes)
+            done = n == len(lines) < page
+            return LogBatch(self.run_id, tuple(lines[:n]), lines[n - 1].seq, done)
         for attempt in range(100):
             if not w.ready.done():
                 await asyncio.shield(w.ready)
@@ -216,6 +228,7 @@ class LogSubscription:
                 acc.append(ln)
                 expect = ln.seq + 1
             if acc:
+                acc = acc[: _fits(acc, self.hub.batch_bytes)]
                 done = w.finished and acc[-1].seq >= w.last_seq
                 return LogBatch(self.run_id, tuple(acc), acc[-1].seq, done)
             if self.cursor >= w.last_seq:
@@ -346,12 +359,14 @@ class LogHub:
         *,
         buffer: int = 256,
         page: int = 1000,
+        batch_bytes: int = 256 * 1024,
         gap_wait: float = 2.0,
     ) -> None:
         self.reader = reader
         self.events = events
         self.buffer = buffer
         self.page = page
+        self.batch_bytes = batch_bytes  # websocket clients cap messages (1 MiB is common)
         self.gap_wait = gap_wait
         self._watches: dict[int, _RunWatch] = {}
         self._unsubscribe: list[Callable[[], None]] = []
@@ -517,13 +532,18 @@ class LogHub:
                 w.gap_since = None
             full = len(lines) >= self.page
             done = final and not full and not hole
-            if acc or done:
-                batch = LogBatch(w.run_id, tuple(acc), acc[-1].seq if acc else w.last_seq, done)
+            while acc or done:
+                n = _fits(acc, self.batch_bytes)
+                part, acc = acc[:n], acc[n:]
+                last = done and not acc
+                batch = LogBatch(w.run_id, tuple(part), part[-1].seq if part else w.last_seq, last)
                 w.last_seq = batch.cursor
-                if done:
+                if last:
                     w.finished = True
                 for sub in list(w.live):
                     sub._offer(batch)
+                if last or not acc:
+                    break
             if done:
                 return
             if hole and not acc:
