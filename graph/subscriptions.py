@@ -30,14 +30,13 @@ from graph.types.ide import IdeSession, IdeSessionRow
 from graph.types.run import Run, RunRow
 from server.logs.hub import IdeEvent, hubs
 from server.logs.read import LogLine as LogLineRow
-from server.logs.read import log_reader
+from server.logs.read import check_visible, log_reader
 from server.runs.state import RunEvent
 from server.services.actor import Actor
 from server.services.errors import NotFound, ValidationFailed
 
 if TYPE_CHECKING:
     from graph.context import Context
-    from graph.loaders import Loaders
     from server.platform import Platform
 
 RESYNC_WINDOW = timedelta(minutes=2)
@@ -70,16 +69,15 @@ def _ctx(info: strawberry.Info) -> Context:
     return info.context
 
 
-async def _loaders(info: strawberry.Info) -> Loaders:
-    return await _ctx(info).loaders()
+async def _actor(info: strawberry.Info) -> Actor:
+    return (await _ctx(info).loaders()).actor
 
 
-async def _visible(info: strawberry.Info, kind: str, pk: int, what: str) -> Any:
-    """The row if the caller may see it, exactly as ``node``/``run`` queries decide."""
-    row = await (await _loaders(info)).get(kind, pk)
-    if row is None:
-        raise NotFound(f"{what} not found")
-    return row
+async def _visible(info: strawberry.Info, kind: str, pk: int, what: str) -> Actor:
+    """The caller, if they may read the object (the scoped queries' rules); else NotFound."""
+    actor = await _actor(info)
+    await check_visible(_ctx(info).platform.db, actor, kind, pk, what)
+    return actor
 
 
 class _SharedLoads:
@@ -146,9 +144,9 @@ class Subscription:
         pk = decode_id(run_id, "Run", "runId")
         if after is not None and after < 0:
             raise ValidationFailed("after must be 0 or more", field="after")
-        row = await _visible(info, "run", pk, "run")
+        actor = await _visible(info, "run", pk, "run")
         platform = _ctx(info).platform
-        run = await log_reader(platform).info(pk, row.account_id)
+        run = await log_reader(platform).info(pk, actor.account_id)
         if run is None:
             raise NotFound("run not found")
         return (await hubs(platform)).logs.subscribe(run, after)  # type: ignore[return-value]
@@ -158,10 +156,10 @@ class Subscription:
         self, info: strawberry.Info, run_id: strawberry.ID
     ) -> AsyncIterator[Run]:
         pk = decode_id(run_id, "Run", "runId")
-        row = await _visible(info, "run", pk, "run")
+        actor = await _visible(info, "run", pk, "run")
         platform = _ctx(info).platform
         h = await hubs(platform)
-        account = row.account_id
+        account = actor.account_id
         return h.runs.subscribe(  # type: ignore[return-value]
             ("run", pk), _shared(platform).run, _resync_one(platform, account, pk)
         )
@@ -188,9 +186,9 @@ class Subscription:
         ]
         if len(given) > 1:
             raise ValidationFailed("give at most one of jobId, environmentId, projectId")
-        loaders = await _loaders(info)
+        actor = await _actor(info)
         platform = _ctx(info).platform
-        account = loaders.actor.account_id
+        account = actor.account_id
         if given:
             kind, pk = given[0]
             await _visible(info, kind, pk, kind)  # type: ignore[arg-type]
@@ -199,7 +197,7 @@ class Subscription:
         else:
             from server.services.permissions import Action
 
-            loaders.actor.require(Action.READ)
+            actor.require(Action.READ)
             key = ("account", account)
             resync = _resync_runs(platform, account, None, None)
         h = await hubs(platform)
@@ -254,26 +252,25 @@ def decode_log_cursor(cursor: str) -> int:
 
 
 async def run_logs_connection(
-    run: RunRow,
+    platform: Platform,
+    run_id: int,
+    account_id: int,
     first: int | None = 100,
     after: str | None = None,
     step: int | None = None,
     level: str | None = None,
 ) -> ConnectionRow:
-    """``run.logs``: lines in seq order, from the table or the archive alike.
-
-    ``level`` is a minimum severity (``warn`` gives warn and error lines).
-    """
-    platform = run._l.platform
+    """``run.logs`` of a run the caller already sees: lines in seq order, from the table or
+    the archive alike. ``level`` is a minimum severity (``warn``: warn and error lines)."""
     reader = log_reader(platform)
     start = decode_log_cursor(after) if after else 0
     page = await reader.page(
-        run.pk, run.account_id, first=100 if first is None else first, after=start,
+        run_id, account_id, first=100 if first is None else first, after=start,
         step=step, level=level,
     )
 
     async def count() -> int:
-        return await reader.count(run.pk, run.account_id, step=step, level=level)
+        return await reader.count(run_id, account_id, step=step, level=level)
 
     return ConnectionRow(
         page.lines,
