@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
 from tortoise import Tortoise
+from tortoise.context import TortoiseContext
 
 log = logging.getLogger("kiln.db")
 
@@ -87,9 +88,10 @@ async def migrate(url: str, *, progress: bool = False) -> list[str]:
             if progress:
                 print(f"  applied {app_label}.{name}", flush=True)
 
-    async with _lock(url, 7_471_001):  # one migrator at a time
+    # A private ORM context: migrating must not re-point this process's own
+    # tortoise state (a running server, the test session) at another database.
+    async with _lock(url, 7_471_001), TortoiseContext():  # one migrator at a time
         await run_migrations(config=tortoise_config(url), progress=on_progress)
-        await Tortoise.close_connections()
     return applied
 
 
@@ -131,7 +133,10 @@ class Database:
 
     async def open(self, *, pool_size: int = 10) -> None:
         await _connect_check(self.url)
-        await Tortoise.init(config=tortoise_config(self.url, max_size=pool_size))
+        # global fallback: tasks started from protocol or listener callbacks see the ORM too
+        await Tortoise.init(
+            config=tortoise_config(self.url, max_size=pool_size), _enable_global_fallback=True
+        )
         self.pool = await asyncpg.create_pool(
             **credentials(self.url),
             min_size=1,
