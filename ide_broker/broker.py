@@ -239,10 +239,12 @@ class Broker:
         if now - self._last_touch.get(session_id, 0.0) < ACTIVITY_THROTTLE:
             return
         self._last_touch[session_id] = now
-        task = asyncio.create_task(
-            IdeSession.filter(id=session_id).update(last_activity_at=datetime.now(UTC))
-        )
+        task = asyncio.create_task(self._record_activity(session_id))
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    @staticmethod
+    async def _record_activity(session_id: int) -> None:
+        await IdeSession.filter(id=session_id).update(last_activity_at=datetime.now(UTC))
 
     async def target(self, user_id: int, session_id: int) -> tuple[IdeSession, str] | None:
         """(session, secret) for the gateway, if ``user_id`` owns a session with that id."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from datetime import UTC, datetime, timedelta
 
@@ -53,6 +54,13 @@ async def test_session_lifecycle_through_the_gateway(gateway, platform, tmp_path
         escape = await rpc.call("fs.read", path="../../../etc/passwd")
         assert "error" in escape
         await ws.close()
+        # bytes through the proxy count as activity (reported by the front's ticker)
+        for _ in range(50):
+            touched = await IdeSession.get(id=session.id)
+            if touched.last_activity_at > ready.last_activity_at:
+                break
+            await asyncio.sleep(0.1)
+        assert touched.last_activity_at > ready.last_activity_at
 
         # direct to the develop server without the secret: refused
         direct = f"http://{ready.endpoint_host}:{ready.endpoint_port}/ws"
