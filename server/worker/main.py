@@ -47,7 +47,7 @@ from server.worker.project import CheckoutError, materialize
 log = logging.getLogger("kiln.worker")
 
 SIGINT_GRACE = 3.0  # dbt's own cancel of running queries, before SIGKILL
-UPLOAD_CONCURRENCY = 4
+UPLOAD_CONCURRENCY = 8
 NON_FATAL_KINDS = ("freshness", "docs")
 
 
@@ -200,7 +200,6 @@ class Worker:
             return "error", f"Clone failed: {exc}"
         if sha or branch:
             await self.client.checkout(sha, branch)
-        await self.set_step(1, 10)
 
         entries: list[dict[str, Any]] = []
         if (project_dir / "packages.yml").is_file() or (project_dir / "dependencies.yml").is_file():
@@ -210,8 +209,11 @@ class Worker:
         self.plan += [
             {"name": e["name"], "kind": e["kind"], "command": e["command"]} for e in entries
         ]
+        # one call: Clone done, the rest of the plan queued (a run with no commands still
+        # reports its Clone step)
         await self.client.steps(
-            [{**p, "index": i + 1, "status": 1} for i, p in enumerate(self.plan) if i > 0]
+            [{**self.plan[0], "index": 1, "status": 10}]
+            + [{**p, "index": i + 1, "status": 1} for i, p in enumerate(self.plan) if i > 0]
         )
 
         self.profiles_dir = dbt.write_profiles(spec, project_dir, base=self.workspace)
