@@ -12,7 +12,7 @@ Routes (JSON unless noted):
 =======  ======================================  =========================================
 GET      spec                                    the run spec with decrypted secrets
 POST     start                                   starting → running; ``{cancel, reason}``
-POST     heartbeat                               ``{cancel, reason}`` (how cancel reaches it)
+POST     heartbeat[?wait=S]                      ``{cancel, reason, waited}``: long-polls
 POST     checkout ``{git_sha, git_branch}``      record what was checked out
 POST     steps ``{steps: [...]}``                upsert steps by index (name, status, message)
 POST     logs ``{lines: [...]}``                 append a batch (idempotent by seq)
@@ -21,12 +21,18 @@ GET      previous-artifacts/{step}/{path}        an artifact of the run this one
 POST     finish ``{status, message}``            success | error | cancelled
 =======  ======================================  =========================================
 
+Cancellation reaches the worker through its heartbeat: with ``?wait=S`` the
+call is held up to S seconds and answered as soon as the run is flagged
+(``NOTIFY run_events`` kind ``cancel_requested``), so a cancel is a push in
+effect, at one request per heartbeat interval.
+
 The artifact download route for users (``server.gateway.artifacts``) is
 mounted from here too, because the app composes areas through this hook.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -52,6 +58,7 @@ log = logging.getLogger("kiln.internal")
 MAX_ARTIFACT_BYTES = 1024 * 1024 * 1024
 MASKER_TTL = 30.0
 MASKERS = web.AppKey("run_maskers", dict)
+MAX_HEARTBEAT_WAIT = 30.0
 
 _COLUMNS = (
     "id, account_id, job_id, project_id, environment_id, status, previous_run_id,"
@@ -150,15 +157,84 @@ async def post_start(request: web.Request, row: asyncpg.Record) -> web.StreamRes
     return web.json_response({"status": int(status), **_cancel(row)})
 
 
-@authorized
-async def post_heartbeat(request: web.Request, row: asyncpg.Record) -> web.StreamResponse:
+class CancelHub:
+    """Wakes long-polling heartbeats when their run is flagged for cancellation.
+
+    It rides on the process's shared LISTEN connection
+    (``platform.services["events"]``, kind ``cancel_requested``); without one,
+    heartbeats answer at once and the worker simply polls.
+    """
+
+    def __init__(self) -> None:
+        self._waiters: dict[int, set[asyncio.Future[None]]] = {}
+        self._subscribed = False
+
+    def available(self, platform: Any) -> bool:
+        events = platform.services.get("events")
+        if events is None:
+            return False
+        if not self._subscribed:
+            events.subscribe(state.CHANNEL, self._on_event)
+            self._subscribed = True
+        return True
+
+    def _on_event(self, payload: str) -> None:
+        try:
+            ev = state.RunEvent.parse(payload)
+        except (ValueError, TypeError):
+            return
+        if ev.kind == "cancel_requested" or ev.status >= RunStatus.SUCCESS:
+            for fut in self._waiters.pop(ev.run, ()):
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def wait(self, run_id: int, timeout: float) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(run_id, set()).add(fut)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            waiters = self._waiters.get(run_id)
+            if waiters is not None:
+                waiters.discard(fut)
+                if not waiters:
+                    self._waiters.pop(run_id, None)
+
+
+async def _beat(request: web.Request, run_id: int) -> asyncpg.Record | None:
     async with request.app[PLATFORM].db.acquire() as conn:
-        hb = await conn.fetchrow(
+        return await conn.fetchrow(
             "UPDATE run SET heartbeat_at = now() WHERE id = $1 AND status < 10"
             " RETURNING cancel_requested_at, cancel_reason",
-            row["id"],
+            run_id,
         )
-    return web.json_response(_cancel(hb or row))
+
+
+@authorized
+async def post_heartbeat(request: web.Request, row: asyncpg.Record) -> web.StreamResponse:
+    """Record a heartbeat; with ``?wait=S`` answer early if a cancel arrives within S seconds.
+
+    ``waited`` in the answer tells the worker whether the call long-polled
+    (then it calls again at once) or not (then it sleeps its interval).
+    """
+    hb = await _beat(request, row["id"])
+    if hb is None or hb["cancel_requested_at"] is not None:
+        return web.json_response({**_cancel(hb or row), "waited": False})
+    try:
+        wait = min(float(request.query.get("wait", "0")), MAX_HEARTBEAT_WAIT)
+    except ValueError:
+        wait = 0.0
+    hub = request.app[CANCEL_HUB]
+    if wait <= 0 or not hub.available(request.app[PLATFORM]):
+        return web.json_response({**_cancel(hb), "waited": False})
+    await hub.wait(row["id"], wait)
+    async with request.app[PLATFORM].db.acquire() as conn:
+        now = await conn.fetchrow(
+            "SELECT cancel_requested_at, cancel_reason FROM run WHERE id = $1", row["id"]
+        )
+    return web.json_response({**_cancel(now or hb), "waited": True})
 
 
 @authorized
@@ -309,8 +385,12 @@ async def post_finish(request: web.Request, row: asyncpg.Record) -> web.StreamRe
     return web.json_response({"ok": moved is not None, "status": int(status)})
 
 
+CANCEL_HUB = web.AppKey("cancel_hub", CancelHub)
+
+
 def add_internal_routes(app: web.Application) -> None:
     app[MASKERS] = {}
+    app[CANCEL_HUB] = CancelHub()
     base = "/internal/runs/{run_id}"
     r = app.router
     r.add_get(f"{base}/spec", get_spec)

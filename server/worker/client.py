@@ -99,8 +99,9 @@ class InternalClient:
     async def start(self) -> dict[str, Any]:
         return await self._call("POST", "/start", json={})
 
-    async def heartbeat(self) -> dict[str, Any]:
-        return await self._call("POST", "/heartbeat", json={}, retry_for=0)
+    async def heartbeat(self, wait: float = 0.0) -> dict[str, Any]:
+        """One heartbeat; the API may hold it up to ``wait`` s and answer early on cancel."""
+        return await self._call("POST", f"/heartbeat?wait={wait:g}", json={}, retry_for=0)
 
     async def checkout(self, git_sha: str | None, git_branch: str | None) -> None:
         await self._call("POST", "/checkout", json={"git_sha": git_sha, "git_branch": git_branch})

@@ -101,19 +101,23 @@ class Worker:
             self.cancel.set()
 
     async def heartbeats(self, interval: float) -> None:
+        """Heartbeat every ``interval``; each call long-polls for a cancel meanwhile."""
         while True:
-            await asyncio.sleep(interval)
+            t0 = time.monotonic()
             try:
-                answer = await self.client.heartbeat()
+                answer = await self.client.heartbeat(wait=interval)
             except RunGone:
                 self.gone = True
                 self.request_cancel("The run ended on the server")
                 return
             except (ApiError, Exception) as exc:  # the monitor judges lost heartbeats
                 log.warning("heartbeat failed: %s", exc)
-                continue
+                answer = {}
             if answer.get("cancel"):
                 self.request_cancel(answer.get("reason") or "Cancelled")
+                return
+            if not answer.get("waited"):
+                await asyncio.sleep(max(0.0, interval - (time.monotonic() - t0)))
 
     async def deadline(self, seconds: int) -> None:
         await asyncio.sleep(seconds)

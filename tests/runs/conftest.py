@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from server.events import EventListener
 from server.gateway.app import PLATFORM
 from server.gateway.internal import add_internal_routes
 from server.launchers.local import LocalRunLauncher
@@ -53,6 +54,9 @@ async def engine(
     port = free_port()
     settings = platform.settings.with_overrides(port=port, heartbeat_interval=HEARTBEAT)
     p = dataclasses.replace(platform, settings=settings, services={})
+    events = EventListener(p.db)  # the process's shared LISTEN connection, as in kiln up
+    await events.start()
+    p.services["events"] = events
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[PLATFORM] = p
     add_internal_routes(app)
@@ -73,6 +77,7 @@ async def engine(
     yield Engine(p, launcher, f"http://127.0.0.1:{port}", workdir, accounts)
     await stop()
     await runner.cleanup()
+    await events.stop()
 
 
 async def wait_run(run_id: int, timeout: float = 120, until: Any = None) -> Run:

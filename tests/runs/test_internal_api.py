@@ -231,3 +231,19 @@ async def test_steps_and_artifacts(engine: Engine) -> None:
     )
     assert status == 200 and got == body
     assert (await _call(engine, "GET", retry.id, "previous-artifacts/1/x.json", token))[0] == 404
+
+
+async def test_heartbeat_long_poll_answers_at_once_on_cancel(engine: Engine) -> None:
+    t = await make_tenant()
+    run, tok = await _starting_run(engine.platform, t)
+    t0 = asyncio.get_running_loop().time()
+    status, doc = await _call(engine, "POST", run.id, "heartbeat?wait=0.3", tok)
+    assert status == 200 and doc == {"cancel": False, "reason": None, "waited": True}
+    assert asyncio.get_running_loop().time() - t0 >= 0.3
+    poll = asyncio.create_task(_call(engine, "POST", run.id, "heartbeat?wait=20", tok))
+    await asyncio.sleep(0.3)
+    t0 = asyncio.get_running_loop().time()
+    await runs.cancel_run(t.actor(), run.id, engine.platform.db, reason="now")
+    status, doc = await asyncio.wait_for(poll, 5)
+    assert doc == {"cancel": True, "reason": "now", "waited": True}
+    assert asyncio.get_running_loop().time() - t0 < 2
