@@ -290,7 +290,16 @@ async def test_sql_error_masks_secrets_and_runs_of_a_job_are_serial(
 
 
 async def test_cancel_while_running(engine: Engine, tmp_path: Path) -> None:
-    proj = write_project(tmp_path / "proj", SLEEPY)
+    """Also: a project with packages gets an "Install packages" step (a local package)."""
+    write_project(tmp_path / "pkg", {"macros/m.sql": "{% macro one() %}1{% endmacro %}"}, "pkg")
+    proj = write_project(
+        tmp_path / "proj",
+        {
+            **SLEEPY,
+            "packages.yml": f"packages:\n  - local: {tmp_path / 'pkg'}\n",
+            "models/first.sql": "select {{ pkg.one() }} as id",
+        },
+    )
     t = await engine.tenant(
         project_path=str(proj), connection_details={"path": str(tmp_path / "w.duckdb")}
     )
@@ -303,6 +312,11 @@ async def test_cancel_while_running(engine: Engine, tmp_path: Path) -> None:
     # the heartbeat long-poll pushes the cancel: no waiting for the next heartbeat
     assert done.status == RunStatus.CANCELLED and elapsed < 6, (elapsed, done.status_message)
     assert done.status_message == "enough"
+    assert [(n, st) for n, st, _m in await steps_of(run.id)] == [
+        ("Clone", RunStatus.SUCCESS),
+        ("Install packages", RunStatus.SUCCESS),
+        ("Invoke dbt with `dbt build`", RunStatus.CANCELLED),
+    ]
     deadline = time.monotonic() + 5
     while run_processes(run.id) and time.monotonic() < deadline:
         await __import__("asyncio").sleep(0.1)

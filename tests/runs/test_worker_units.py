@@ -217,3 +217,45 @@ async def test_local_launcher_kills_the_whole_group(settings, tmp_path: Path) ->
     with __import__("contextlib").suppress(ProcessLookupError):
         os.killpg(pid, 0)
         raise AssertionError("group still alive")
+
+
+async def test_materialize_git_clone_records_the_sha(tmp_path: Path) -> None:
+    from server.worker.project import materialize
+
+    repo = tmp_path / "repo"
+    (repo / "sub").mkdir(parents=True)
+    (repo / "sub" / "dbt_project.yml").write_text("name: p\n")
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-c", "user.email=t@e", "-c", "user.name=t", *args],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+
+    git("init", "-q", "-b", "main")
+    git("add", ".")
+    git("commit", "-q", "-m", "one")
+    first = git("rev-parse", "HEAD")
+    (repo / "sub" / "models.sql").write_text("select 1")
+    git("add", ".")
+    git("commit", "-q", "-m", "two")
+    head = git("rev-parse", "HEAD")
+    lines: list[str] = []
+    url = repo.as_uri()
+    project = {"repository_url": url, "branch": "main", "subdirectory": "sub"}
+    pdir, sha, branch = await materialize(project, tmp_path / "c1", lines.append)
+    assert (sha, branch) == (head, "main") and (pdir / "models.sql").exists()
+    assert pdir == tmp_path / "c1" / "sub"
+    pdir, sha, _ = await materialize({**project, "sha": first}, tmp_path / "c2", lines.append)
+    assert sha == first and not (pdir / "models.sql").exists()
+    import pytest
+
+    from server.worker.project import CheckoutError
+
+    with pytest.raises(CheckoutError):
+        await materialize({**project, "branch": "nope"}, tmp_path / "c3", lines.append)
+    with pytest.raises(CheckoutError):
+        await materialize({**project, "subdirectory": "../x"}, tmp_path / "c4", lines.append)
