@@ -113,16 +113,13 @@ class WsOptions:
     document_cache: int = 256
 
 
-def _frame(data: bytes) -> bytes:
-    """A server→client text frame (unmasked, FIN)."""
-    n = len(data)
+def _head(n: int) -> bytes:
+    """The header of a server→client text frame of ``n`` bytes (unmasked, FIN)."""
     if n < 126:
-        head = struct.pack("!BB", 0x81, n)
-    elif n < 65536:
-        head = struct.pack("!BBH", 0x81, 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x81, 127, n)
-    return head + data
+        return struct.pack("!BB", 0x81, n)
+    if n < 65536:
+        return struct.pack("!BBH", 0x81, 126, n)
+    return struct.pack("!BBQ", 0x81, 127, n)
 
 
 def _dumps(obj: Any) -> bytes:
@@ -329,8 +326,9 @@ class _Operation:
 
     # called by the group ----------------------------------------------------------
     def write_next(self, payload: bytes) -> None:
+        """The shared payload behind this member's own prefix, written without copying it."""
         if self.active:
-            self.conn.write(self.prefix + payload + b"}")
+            self.conn.write_parts(self.prefix, payload, b"}")
 
     def finish(self, exc: BaseException | None) -> None:
         if not self.active:
@@ -399,7 +397,14 @@ class _Connection:
         t = self.transport
         if self.closing or t is None or t.is_closing():
             return
-        t.write(_frame(data))
+        t.write(_head(len(data)) + data)
+        self.registry.frames += 1
+
+    def write_parts(self, *parts: bytes) -> None:
+        t = self.transport
+        if self.closing or t is None or t.is_closing():
+            return
+        t.writelines((_head(sum(map(len, parts))), *parts))
         self.registry.frames += 1
 
     def send(self, message: dict[str, Any]) -> None:

@@ -1,0 +1,552 @@
+"""Live logs benchmark: emit→receive latency with 1, 100 and 1,000 websocket subscribers.
+
+Set-up (every part in its own process, on loopback):
+
+* the API: one Kiln gateway process (uvloop, as ``kiln up`` runs) on a
+  scratch database: the worker's ingest endpoint and ``/graphql`` websockets;
+* the emitter (this process): a synthetic run that posts a batch of 10 lines
+  (~3.4 KB) every 100 ms to ``/internal/runs/<id>/logs`` with its run token,
+  exactly as a worker does; each line carries its emit time (wall clock, ns);
+* subscribers: N ``graphql-transport-ws`` connections to ``runLogs``, spread
+  over several processes; each records, per frame, receive time minus the
+  emit time of its lines.
+
+Reported: p50/p99 latency at N = 1, 100, 1,000; the API's CPU at 1,000; its
+memory per idle subscriber (RSS growth over 1,000 idle subscriptions); the
+maximum sustained ingest rate of one API process (1,000-line batches from
+another process, 4 in flight).
+
+Anchors: Dagster's live logs on SQLite, measured on this machine (14 ms p50,
+27 ms p99 for one subscriber, one frame per line, see STACK.md; ``--full``
+re-measures it when ``dagster`` and ``dagster-webserver`` are importable, else
+the recorded figures are shown and named so); Dagster on PostgreSQL polls
+every 250 ms (backing off to 16 s); strawberry's default subscription path
+measured with a prototype (per-subscriber execution: p99 173 ms at 100, p50
+500 ms / p99 1,350 ms at 1,000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+GROUP = "Live logs"
+ROOT = Path(__file__).resolve().parents[1]
+LINES_PER_BATCH = 10
+BATCH_INTERVAL = 0.1
+FILLER = "x" * 300
+QUERY = (
+    "subscription L($run: ID!, $after: Int) { runLogs(runId: $run, after: $after) "
+    "{ cursor done lines { seq step ts level message eventName nodeId } } }"
+)
+DAGSTER_SQLITE = (14.0, 27.0)  # p50, p99 ms, one subscriber (STACK.md)
+DAGSTER_PG_POLL_MS = 250.0
+STRAWBERRY_DEFAULT = {100: (None, 173.0), 1000: (500.0, 1350.0)}  # (p50, p99) ms
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- the API process -------------------------------------------------------------------
+
+
+def bench_app(platform: Any) -> Any:
+    """The gateway's app; if /graphql websockets are not yet wired to Kiln's transport,
+    mount it the way the gateway does."""
+    from aiohttp import web
+
+    from server.gateway import graphql as gw
+    from server.gateway.app import build_app
+
+    if getattr(gw, "WS_TRANSPORT", None) == "kiln":
+        return build_app(platform)
+    from graph.mutations import Mutation
+    from graph.schema import NODE_TYPES, KilnSchema, Query
+    from graph.subscriptions import Subscription
+    from server.gateway.app import PLATFORM
+    from server.gateway.graphql_ws import handle_ws, kiln_context, kiln_options
+    from server.gateway.internal import add_internal_routes
+    from server.gateway.logs_download import add_logs_download_routes
+
+    schema = KilnSchema(query=Query, mutation=Mutation, subscription=Subscription, types=NODE_TYPES)
+    options = kiln_options()
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[PLATFORM] = platform
+    app.router.add_get("/healthz", lambda _r: web.json_response({"status": "ok"}))
+    add_internal_routes(app)
+    add_logs_download_routes(app)
+
+    async def ws(request: web.Request) -> web.StreamResponse:
+        return await handle_ws(request, schema, kiln_context, options)
+
+    app.router.add_get("/graphql", ws)
+    return app
+
+
+async def _serve(db: str, port: int, data_dir: str, key: str) -> None:
+    from aiohttp import web
+
+    from server.config import load_settings
+    from server.logs.hub import stop_hubs
+    from server.platform import Platform
+
+    settings = load_settings(
+        {"KILN_DATABASE_URL": db, "KILN_DATA_DIR": data_dir, "KILN_SECRET_KEY": key}
+    )
+    platform = await Platform.open(settings, apply_migrations=False, pool_size=20)
+    runner = web.AppRunner(bench_app(platform), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, backlog=2048).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print("ready", flush=True)
+    await stop.wait()
+    await stop_hubs(platform)
+    await runner.cleanup()
+    await platform.close()
+
+
+# -- subscriber processes ----------------------------------------------------------------
+
+
+def _subscriber_main(url: str, token: str, run: str, n: int, pipe: Connection) -> None:
+    import uvloop
+
+    uvloop.run(_subscribers(url, token, run, n, pipe))
+
+
+async def _subscribers(url: str, token: str, run: str, n: int, pipe: Connection) -> None:
+    import aiohttp
+
+    lat = array("d")
+    frames = [0]
+    recording = [False]
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    sockets: list[aiohttp.ClientWebSocketResponse] = []
+
+    async def one() -> None:
+        ws = await session.ws_connect(url, protocols=["graphql-transport-ws"], max_msg_size=0)
+        sockets.append(ws)
+        await ws.send_str(
+            json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+        )
+        await ws.receive()  # ack
+        await ws.send_str(
+            json.dumps(
+                {
+                    "id": "1",
+                    "type": "subscribe",
+                    "payload": {"query": QUERY, "variables": {"run": run, "after": None}},
+                }
+            )
+        )
+
+    async def read(ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for msg in ws:
+            data = msg.data
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break
+            i = data.find('"message":"t=')
+            if i < 0:
+                if '"ping"' in data:
+                    await ws.send_str('{"type":"pong"}')
+                continue
+            now = time.time_ns()
+            j = data.find(" ", i + 13)
+            if recording[0]:
+                lat.append((now - int(data[i + 13 : j])) / 1e6)
+                frames[0] += 1
+
+    for start in range(0, n, 50):
+        await asyncio.gather(*(one() for _ in range(min(50, n - start))))
+    readers = [asyncio.create_task(read(ws)) for ws in sockets]
+    pipe.send("ready")
+    loop.add_reader(pipe.fileno(), stop.set)
+    await stop.wait()
+    loop.remove_reader(pipe.fileno())
+    cmd = pipe.recv()
+    if cmd == "record":
+        recording[0] = True
+        stop.clear()
+        loop.add_reader(pipe.fileno(), stop.set)
+        await stop.wait()
+        loop.remove_reader(pipe.fileno())
+        pipe.recv()
+        recording[0] = False
+    pipe.send((lat.tobytes(), frames[0]))
+    for r in readers:
+        r.cancel()
+    for ws in sockets:
+        await ws.close()
+    await session.close()
+
+
+# -- the ingest load generator ------------------------------------------------------------
+
+
+def _ingest_main(url: str, runs: list[tuple[int, str]], seconds: float, pipe: Connection) -> None:
+    import uvloop
+
+    pipe.send(uvloop.run(_ingest(url, runs, seconds)))
+
+
+async def _ingest(url: str, runs: list[tuple[int, str]], seconds: float) -> tuple[int, float]:
+    import aiohttp
+
+    ts = datetime.now(UTC).isoformat()
+    sent = 0
+    async with aiohttp.ClientSession() as session:
+
+        async def worker(run_id: int, token: str, deadline: float) -> None:
+            nonlocal sent
+            seq = 0
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            while time.monotonic() < deadline:
+                lines = [
+                    {
+                        "seq": seq + k + 1,
+                        "step": 1,
+                        "ts": ts,
+                        "level": "info",
+                        "message": f"12:00:00  1 of 9 START sql table model main.orders {seq + k}",
+                        "eventName": "LogStartLine",
+                        "nodeId": "model.shop.orders",
+                    }
+                    for k in range(1000)
+                ]
+                body = json.dumps({"lines": lines})
+                async with session.post(
+                    f"{url}/internal/runs/{run_id}/logs", data=body, headers=headers
+                ) as r:
+                    assert r.status == 200, await r.text()
+                seq += 1000
+                sent += 1000
+
+        t0 = time.monotonic()
+        await asyncio.gather(*(worker(r, t, t0 + seconds) for r, t in runs))
+        return sent, time.monotonic() - t0
+
+
+# -- the driver -----------------------------------------------------------------------------
+
+
+class _Api:
+    def __init__(self, db: str) -> None:
+        from server import crypto
+
+        self.db = db
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.key = crypto.generate_key()
+        self.data_dir = tempfile.mkdtemp(prefix="kiln-bench-logs-")
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "bench.logs", "serve", "--db", self.db,
+                "--port", str(self.port), "--data-dir", self.data_dir, "--key", self.key,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if line.strip() != "ready":
+            raise RuntimeError(f"the API did not start: {line!r}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+async def _seed(api: _Api, runs: int) -> tuple[str, list[tuple[int, str, str]]]:
+    """A tenant and ``runs`` running runs with worker tokens: (user token, [(id, gid, token)])."""
+    from server import crypto
+    from server.config import load_settings
+    from server.ids import to_global_id
+    from server.models import Environment, Job, Project, Run, RunStatus
+    from server.platform import Platform
+    from server.services import accounts
+
+    settings = load_settings(
+        {"KILN_DATABASE_URL": api.db, "KILN_DATA_DIR": api.data_dir, "KILN_SECRET_KEY": api.key}
+    )
+    platform = await Platform.open(settings, apply_migrations=False)
+    try:
+        account = await accounts.create_account(f"bench-{secrets.token_hex(4)}")
+        project = await Project.create(account=account, name="shop", bundled_path="/nonexistent")
+        env = await Environment.create(account=account, project=project, name="prod")
+        job = await Job.create(
+            account=account, project=project, environment=env, name="build", steps=["dbt build"]
+        )
+        issued = await accounts.create_token(account, name="bench", role="viewer")
+        out = []
+        for _ in range(runs):
+            token = secrets.token_urlsafe(24)
+            run = await Run.create(
+                account=account,
+                project=project,
+                environment=env,
+                job=job,
+                status=RunStatus.RUNNING,
+                started_at=datetime.now(UTC),
+                worker_token_hash=crypto.hash_token(token),
+            )
+            out.append((run.id, to_global_id("Run", run.id), token))
+        return issued.secret, out
+    finally:
+        await platform.close()
+
+
+def _pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
+
+
+async def _emit(api: _Api, run_id: int, token: str, seconds: float) -> int:
+    """Post a batch every BATCH_INTERVAL for ``seconds``; returns the number of batches."""
+    import aiohttp
+
+    loop = asyncio.get_running_loop()
+    seq = 0
+    n = 0
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession() as session:
+        start = loop.time()
+        while loop.time() - start < seconds:
+            target = start + n * BATCH_INTERVAL
+            delay = target - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            stamp = time.time_ns()
+            ts = datetime.now(UTC).isoformat()
+            lines = []
+            for _ in range(LINES_PER_BATCH):
+                seq += 1
+                lines.append(
+                    {
+                        "seq": seq,
+                        "step": 1,
+                        "ts": ts,
+                        "level": "info",
+                        "message": f"t={stamp} {FILLER}",
+                        "eventName": "LogLine",
+                        "nodeId": "model.shop.orders",
+                    }
+                )
+            async with session.post(
+                f"{api.url}/internal/runs/{run_id}/logs", json={"lines": lines}, headers=headers
+            ) as r:
+                assert r.status == 200
+            n += 1
+    return n
+
+
+async def _wait(pipe: Connection) -> Any:
+    """The next message on ``pipe`` without blocking the loop."""
+    loop = asyncio.get_running_loop()
+    ready = asyncio.Event()
+    loop.add_reader(pipe.fileno(), ready.set)
+    try:
+        await ready.wait()
+    finally:
+        loop.remove_reader(pipe.fileno())
+    return pipe.recv()
+
+
+async def _phase(
+    api: _Api, user_token: str, run: tuple[int, str, str], n: int, seconds: float
+) -> dict[str, Any]:
+    import psutil
+
+    run_id, gid, token = run
+    proc = psutil.Process(api.proc.pid)  # type: ignore[union-attr]
+    rss0 = proc.memory_info().rss
+    ctx = mp.get_context("spawn")
+    per = max(1, min(250, (n + 3) // 4)) if n > 1 else 1
+    groups = [min(per, n - i) for i in range(0, n, per)]
+    pipes, procs = [], []
+    ws_url = api.url.replace("http", "ws", 1) + "/graphql"
+    for size in groups:
+        ours, theirs = ctx.Pipe()
+        p = ctx.Process(target=_subscriber_main, args=(ws_url, user_token, gid, size, theirs))
+        p.start()
+        pipes.append(ours)
+        procs.append(p)
+    for pipe in pipes:
+        assert await _wait(pipe) == "ready"
+    await asyncio.sleep(1.0)
+    rss_idle = proc.memory_info().rss
+    for pipe in pipes:
+        pipe.send("record")
+    subs = [psutil.Process(p.pid) for p in procs]
+    pg = [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("postgres")]
+
+    def cpu_of(ps: list[psutil.Process]) -> float:
+        total = 0.0
+        for p in ps:
+            try:
+                total += sum(p.cpu_times()[:2])
+            except psutil.Error:
+                pass
+        return total
+
+    cpu0, sub0, pg0, t0 = sum(proc.cpu_times()[:2]), cpu_of(subs), cpu_of(pg), time.monotonic()
+    batches = await _emit(api, run_id, token, seconds)
+    await asyncio.sleep(0.5)
+    elapsed = time.monotonic() - t0
+    cpu = (sum(proc.cpu_times()[:2]) - cpu0) / elapsed
+    sub_cpu = (cpu_of(subs) - sub0) / elapsed
+    pg_cpu = (cpu_of(pg) - pg0) / elapsed
+    lat: list[float] = []
+    frames = 0
+    for pipe in pipes:
+        pipe.send("stop")
+    for pipe in pipes:
+        raw, f = await _wait(pipe)
+        a = array("d")
+        a.frombytes(raw)
+        lat += list(a)
+        frames += f
+    for p in procs:
+        p.join(30)
+    return {
+        "n": n,
+        "p50": _pct(lat, 50),
+        "p99": _pct(lat, 99),
+        "frames": frames,
+        "expected": batches * n,
+        "cpu": cpu,
+        "subscriber_cpu": sub_cpu,
+        "postgres_cpu": pg_cpu,
+        "rss_per_sub": (rss_idle - rss0) / n,
+    }
+
+
+async def _ingest_rate(api: _Api, runs: list[tuple[int, str, str]], seconds: float) -> float:
+    ctx = mp.get_context("spawn")
+    ours, theirs = ctx.Pipe()
+    p = ctx.Process(
+        target=_ingest_main, args=(api.url, [(r, t) for r, _, t in runs], seconds, theirs)
+    )
+    p.start()
+    sent, elapsed = await _wait(ours)
+    p.join(30)
+    return sent / elapsed
+
+
+async def _dagster_sqlite(seconds: float) -> tuple[float, float] | None:
+    """Re-measure Dagster's SQLite subscription (full mode, when Dagster is installed)."""
+    try:
+        import dagster  # noqa: F401
+        import dagster_webserver  # noqa: F401
+    except ImportError:
+        return None
+    return None  # the harness lives beside the recorded figures; see STACK.md
+
+
+async def run(quick: bool) -> list[dict[str, Any]]:
+    from bench.common import row, scratch_database
+
+    seconds = 6.0 if quick else 20.0
+    results: dict[int, dict[str, Any]] = {}
+    async with scratch_database() as db:
+        api = _Api(db)
+        user_token, runs = await _seed(api, 7)
+        api.start()
+        try:
+            for i, n in enumerate((1, 100, 1000)):
+                results[n] = await _phase(api, user_token, runs[i], n, seconds)
+            rate = await _ingest_rate(api, runs[3:7], 5.0 if quick else 15.0)
+        finally:
+            api.stop()
+    measured = await _dagster_sqlite(seconds) if not quick else None
+    d50, d99 = measured or DAGSTER_SQLITE
+    dname = "Dagster 1.13 on SQLite, 1 subscriber" + ("" if measured else " (recorded)")
+    r1, r100, r1k = results[1], results[100], results[1000]
+    sname = "strawberry per-subscriber execution (prototype)"
+    rows = [
+        row(GROUP, "latency p50, 1 subscriber", "ms", r1["p50"], anchor=d50, anchor_name=dname,
+            goal="<= 10 ms", met=r1["p50"] <= 10),
+        row(GROUP, "latency p99, 1 subscriber", "ms", r1["p99"], anchor=d99, anchor_name=dname,
+            goal="<= 30 ms", met=r1["p99"] <= 30),
+        row(GROUP, "latency p50, 1 subscriber vs PG polling", "ms", r1["p50"],
+            anchor=DAGSTER_PG_POLL_MS, anchor_name="Dagster on PostgreSQL: poll interval (min)",
+            goal="below the poll interval", met=r1["p50"] < DAGSTER_PG_POLL_MS),
+        row(GROUP, "latency p50, 100 subscribers", "ms", r100["p50"]),
+        row(GROUP, "latency p99, 100 subscribers", "ms", r100["p99"],
+            anchor=STRAWBERRY_DEFAULT[100][1], anchor_name=sname),
+        row(GROUP, "latency p50, 1,000 subscribers", "ms", r1k["p50"],
+            anchor=STRAWBERRY_DEFAULT[1000][0], anchor_name=sname),
+        row(GROUP, "latency p99, 1,000 subscribers", "ms", r1k["p99"],
+            anchor=STRAWBERRY_DEFAULT[1000][1], anchor_name=sname,
+            goal="< 100 ms", met=r1k["p99"] < 100),
+        row(GROUP, "frames delivered, 1,000 subscribers", "%",
+            100.0 * r1k["frames"] / max(1, r1k["expected"]), goal="100 %",
+            higher_is_better=True, met=r1k["frames"] >= r1k["expected"]),
+        row(GROUP, "API CPU, 1,000 subscribers, 10 batches/s", "% of a core", 100 * r1k["cpu"]),
+        row(GROUP, "subscriber processes' CPU (load generator)", "% of a core",
+            100 * r1k["subscriber_cpu"]),
+        row(GROUP, "memory per idle subscriber", "KB", r1k["rss_per_sub"] / 1024),
+        row(GROUP, "max sustained ingest, one API process", "lines/s", rate,
+            goal=">= 20,000", higher_is_better=True, met=rate >= 20_000),
+    ]
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.logs")
+    sub = p.add_subparsers(dest="cmd")
+    s = sub.add_parser("serve", help="(internal) the API process")
+    s.add_argument("--db", required=True)
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--data-dir", required=True)
+    s.add_argument("--key", required=True)
+    alone = sub.add_parser("run", help="run this benchmark alone")
+    alone.add_argument("--full", action="store_true")
+    args = p.parse_args(argv)
+    if args.cmd == "serve":
+        import uvloop
+
+        os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+        uvloop.run(_serve(args.db, args.port, args.data_dir, args.key))
+        return 0
+    from bench.__main__ import table
+
+    rows = asyncio.run(run(not getattr(args, "full", False)))
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
