@@ -152,9 +152,7 @@ class Subscription:
         return (await hubs(platform)).logs.subscribe(run, after)  # type: ignore[return-value]
 
     @strawberry.subscription(description="The run, again on every status or step change.")
-    async def run_updated(
-        self, info: strawberry.Info, run_id: strawberry.ID
-    ) -> AsyncIterator[Run]:
+    async def run_updated(self, info: strawberry.Info, run_id: strawberry.ID) -> AsyncIterator[Run]:
         pk = decode_id(run_id, "Run", "runId")
         actor = await _visible(info, "run", pk, "run")
         platform = _ctx(info).platform
@@ -265,8 +263,12 @@ async def run_logs_connection(
     reader = log_reader(platform)
     start = decode_log_cursor(after) if after else 0
     page = await reader.page(
-        run_id, account_id, first=100 if first is None else first, after=start,
-        step=step, level=level,
+        run_id,
+        account_id,
+        first=100 if first is None else first,
+        after=start,
+        step=step,
+        level=level,
     )
 
     async def count() -> int:

@@ -1,13 +1,65 @@
-"""/graphql: the strawberry view over aiohttp (context, auth, limits)."""
+"""/graphql: the strawberry view over aiohttp (context, auth, request size).
+
+GET serves GraphiQL to browsers and queries to programs; POST runs queries and
+mutations. The context carries what the request presented (Authorization
+header or session cookie) and is authenticated on first use by a resolver.
+Oversized bodies are refused before they are read.
+"""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 from aiohttp import web
 from strawberry.aiohttp.views import GraphQLView
 
+from graph.context import Context
 from graph.schema import schema
+from server.services.auth import SESSION_COOKIE, credentials_from_headers, credentials_from_params
+
+MAX_BODY = 256 * 1024
+ACCOUNT_HEADER = "X-Kiln-Account"
+
+
+def _error(status: int, message: str, code: str) -> web.Response:
+    body = {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
+
+
+class KilnGraphQLView(GraphQLView):
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        length = request.content_length
+        if length is not None and length > MAX_BODY:
+            return _error(413, f"request body larger than {MAX_BODY} bytes", "QUERY_TOO_LARGE")
+        return await super().__call__(request)
+
+    async def get_context(
+        self, request: web.Request, response: web.Response | web.WebSocketResponse
+    ) -> Context:
+        from server.gateway.app import PLATFORM
+
+        secure = request.secure or request.headers.get("X-Forwarded-Proto", "") == "https"
+        return Context(
+            request.app[PLATFORM],
+            credentials_from_headers(
+                request.headers.get("Authorization"), request.cookies.get(SESSION_COOKIE)
+            ),
+            account_header=request.headers.get(ACCOUNT_HEADER),
+            response=response if isinstance(response, web.Response) else None,
+            secure=secure,
+            request=request,
+        )
+
+    async def on_ws_connect(self, context: Context) -> Any:
+        """Websockets authenticate with the ``connection_init`` payload when it carries
+        credentials (a browser's cookie on the handshake counts otherwise)."""
+        presented = credentials_from_params(context.connection_params)
+        if presented.present:
+            context.reauthenticate(presented)
+        return await super().on_ws_connect(context)
 
 
 def add_graphql_routes(app: web.Application) -> None:
-    view = GraphQLView(schema=schema, graphql_ide="graphiql")
+    view = KilnGraphQLView(schema=schema, graphql_ide="graphiql")
     app.router.add_route("*", "/graphql", view)

@@ -1,0 +1,1 @@
+"""Strawberry types (the schema) and the rows behind them, one module per area."""
