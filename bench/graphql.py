@@ -1,0 +1,550 @@
+"""GraphQL benchmark: the runs list over 10,000 runs, against bare strawberry and Dagster.
+
+The query (8 concurrent clients, keep-alive HTTP, POST)::
+
+    { runs(first: 50) { edges { node { id status statusCode
+        job { name environment { name } } steps { name status } } } } }
+
+One run on this machine measures, side by side:
+
+* Kiln: the real gateway app (``server.gateway.app.build_app`` on a Platform) in
+  its own process, over a fresh PostgreSQL database (127.0.0.1:5432) seeded
+  with 10,000 runs of one account (3 steps each; 5 jobs in 2 environments)
+  plus 2,000 runs of another account: requests/s, p50, p99, and SQL
+  statements per request, counted in the server process by wrapping
+  asyncpg's ``Connection`` (``bench.sqlcount``: both pools, every round trip
+  including BEGIN/COMMIT and the pool's reset on release);
+* the ceiling of strawberry itself: the same query shape served by the same
+  aiohttp/strawberry view with the same parser and validation caches, over
+  50 in-memory objects with plain attributes (no database, no auth);
+* Kiln with several gateway processes sharing one port (SO_REUSEPORT);
+* Dagster's webserver listing 50 runs: 47 req/s with 8 clients here (p50
+  155 ms), quoted from docs/STACK.md (not re-measured in quick mode).
+
+Every server and the load generator are separate processes (on uvloop), so
+the client never steals the server's loop. Rounds alternate bare/Kiln and the
+medians are reported. ``python -m bench.graphql [--quick]`` prints the table;
+``run(quick)`` returns the rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+GROUP = "GraphQL"
+QUERY = (
+    "{ runs(first: 50) { edges { node { id status statusCode "
+    "job { name environment { name } } steps { name status } } } } }"
+)
+DAGSTER_RPS = 47.0  # docs/STACK.md: Dagster 1.13 webserver, 50 runs, 8 clients
+DAGSTER_P50_MS = 155.0
+SERVER_URL = os.environ.get("KILN_BENCH_PG", "postgres://postgres@127.0.0.1:5432/postgres")
+CLIENTS = 8
+
+
+def _uvloop_run(coro: Any) -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        return asyncio.run(coro)
+
+
+async def _until_stdin_closes() -> None:
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+
+# ------------------------------------------------------------------ database
+
+
+async def _create_database() -> str:
+    import asyncpg
+
+    from server.db import credentials, migrate
+
+    name = f"kiln_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    conn = await asyncpg.connect(**credentials(SERVER_URL))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    creds = credentials(SERVER_URL)
+    auth = creds["user"] + (f":{creds['password']}" if creds["password"] else "")
+    url = f"postgresql://{auth}@{creds['host']}:{creds['port']}/{name}"
+    await migrate(url)
+    return url
+
+
+async def _drop_database(url: str) -> None:
+    import asyncpg
+
+    from server.db import credentials
+
+    name = credentials(url)["database"]
+    conn = await asyncpg.connect(**credentials(SERVER_URL))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+_SEED = """
+WITH a AS (INSERT INTO account (name, run_slots, created_at, updated_at)
+           VALUES ($1, 5, now(), now()) RETURNING id),
+p AS (INSERT INTO project (account_id, name, description, subdirectory, default_branch,
+                           bundled_path, created_at, updated_at)
+      SELECT id, 'shop', '', '', 'main', '/srv/shop', now(), now() FROM a RETURNING id, account_id)
+SELECT p.id AS project_id, p.account_id FROM p
+"""
+
+
+async def _seed_account(conn: Any, name: str, runs: int) -> int:
+    row = await conn.fetchrow(_SEED, name)
+    account, project = row["account_id"], row["project_id"]
+    envs = [
+        await conn.fetchval(
+            "INSERT INTO environment (account_id, project_id, name, kind, dbt_version,"
+            " target_name, threads, created_at, updated_at)"
+            " VALUES ($1, $2, $3, 'deployment', '1.11', 'prod', 4, now(), now()) RETURNING id",
+            account,
+            project,
+            env_name,
+        )
+        for env_name in ("Production", "Staging")
+    ]
+    jobs = [
+        await conn.fetchval(
+            "INSERT INTO job (account_id, project_id, environment_id, name, description, steps,"
+            " generate_docs, run_freshness, timeout_seconds, priority, timezone, catchup,"
+            " catchup_cap, trigger_statuses, triggers, created_at, updated_at)"
+            ' VALUES ($1, $2, $3, $4, \'\', \'["dbt seed", "dbt run", "dbt test"]\', false,'
+            " false, 0, 0, 'UTC', 'latest', 1, '[]', '{}', now(), now()) RETURNING id",
+            account,
+            project,
+            envs[i % 2],
+            f"job-{i}",
+        )
+        for i in range(5)
+    ]
+    await conn.execute(
+        "INSERT INTO run (account_id, project_id, environment_id, job_id, status, trigger_kind,"
+        " cause, steps_spec, overrides, timeout_seconds, priority, attempt, created_at,"
+        " updated_at, dequeued_at, started_at, finished_at, artifacts_saved, logs_archived,"
+        " log_seq)"
+        " SELECT $1, $2, j.environment_id, j.id,"
+        "  (ARRAY[10, 10, 10, 20, 30])[1 + g % 5], 'schedule', 'Triggered by schedule',"
+        "  '[]', '{}', 0, 0, 1, now() - g * interval '1 minute', now(),"
+        "  now() - g * interval '1 minute', now() - g * interval '1 minute',"
+        "  now() - g * interval '1 minute' + interval '30 seconds', false, false, 0"
+        " FROM generate_series(1, $3) AS g"
+        " JOIN job j ON j.id = ($4::bigint[])[1 + g % 5]",
+        account,
+        project,
+        runs,
+        jobs,
+    )
+    await conn.execute(
+        "INSERT INTO run_step (account_id, run_id, index, name, kind, command, status,"
+        " created_at, updated_at)"
+        " SELECT r.account_id, r.id, s.i, s.name, 'dbt', s.name, r.status, now(), now()"
+        " FROM run r CROSS JOIN (VALUES (1, 'dbt seed'), (2, 'dbt run'), (3, 'dbt test'))"
+        " AS s(i, name) WHERE r.account_id = $1",
+        account,
+    )
+    return account
+
+
+async def _seed(url: str) -> str:
+    """Two accounts of runs; returns a viewer token of the big one."""
+    import asyncpg
+
+    from server import crypto
+    from server.db import credentials
+
+    conn = await asyncpg.connect(**credentials(url))
+    try:
+        tag = uuid.uuid4().hex[:6]
+        account = await _seed_account(conn, f"bench-{tag}", 10_000)
+        await _seed_account(conn, f"other-{tag}", 2_000)
+        secret = crypto.new_token("api")
+        await conn.execute(
+            "INSERT INTO api_token (account_id, name, kind, role, token_hash, prefix, created_at)"
+            " VALUES ($1, 'bench', 'service', 'viewer', $2, $3, now())",
+            account,
+            crypto.hash_token(secret),
+            secret[:10],
+        )
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+    return secret
+
+
+# ------------------------------------------------------------------ servers
+
+
+async def _serve_kiln(url: str, port: int, pool: int) -> None:
+    from aiohttp import web
+
+    from bench import sqlcount
+    from server import crypto
+    from server.config import load_settings
+    from server.gateway.app import build_app
+    from server.platform import Platform
+
+    sqlcount.install()
+    data_dir = Path(tempfile.mkdtemp(prefix="kiln-bench-"))
+    settings = load_settings(
+        {
+            "KILN_DATABASE_URL": url,
+            "KILN_DATA_DIR": str(data_dir),
+            "KILN_SECRET_KEY": crypto.generate_key(),
+        }
+    )
+    platform = await Platform.open(settings, apply_migrations=False, pool_size=pool)
+    app = build_app(platform)
+
+    async def count(_request: web.Request) -> web.Response:
+        return web.json_response({"statements": sqlcount.total(), "cpu": time.process_time()})
+
+    app.router.add_get("/bench/sqlcount", count)
+    await _run_app(app, port)
+    await platform.close()
+
+
+async def _serve_bare(port: int) -> None:
+    from aiohttp import web
+    from strawberry.aiohttp.views import GraphQLView
+
+    from bench.graphql_bare import schema
+
+    app = web.Application()
+    app.router.add_route("*", "/graphql", GraphQLView(schema=schema, graphql_ide=None))
+
+    async def cpu(_request: web.Request) -> web.Response:
+        return web.json_response({"statements": 0, "cpu": time.process_time()})
+
+    app.router.add_get("/bench/sqlcount", cpu)
+    await _run_app(app, port)
+
+
+async def _run_app(app: Any, port: int) -> None:
+    from aiohttp import web
+
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port, reuse_port=True)
+    await site.start()
+    print(f"READY {port}", flush=True)
+    try:
+        await _until_stdin_closes()
+    finally:
+        await runner.cleanup()
+
+
+# ------------------------------------------------------------------ load generator
+
+
+async def _load(port: int, token: str, seconds: float, clients: int) -> dict[str, Any]:
+    import aiohttp
+
+    url = f"http://127.0.0.1:{port}/graphql"
+    body = json.dumps({"query": QUERY}).encode()
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    latencies: list[float] = []
+    failures = 0
+    connector = aiohttp.TCPConnector(limit=clients, force_close=False)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one() -> bool:
+            t0 = time.perf_counter()
+            async with session.post(url, data=body, headers=headers) as resp:
+                payload = await resp.read()
+            ok = resp.status == 200 and b'"errors"' not in payload and b"edges" in payload
+            if ok:
+                latencies.append(time.perf_counter() - t0)
+            return ok
+
+        for _ in range(clients * 3):  # warm up: connections, caches
+            if not await one():
+                raise RuntimeError("the server answered with an error")
+        latencies.clear()
+        async with session.get(f"http://127.0.0.1:{port}/bench/sqlcount") as r:
+            before = await r.json()
+        deadline = time.perf_counter() + seconds
+        start = time.perf_counter()
+
+        async def client() -> None:
+            nonlocal failures
+            while time.perf_counter() < deadline:
+                if not await one():
+                    failures += 1
+
+        await asyncio.gather(*(client() for _ in range(clients)))
+        elapsed = time.perf_counter() - start
+        async with session.get(f"http://127.0.0.1:{port}/bench/sqlcount") as r:
+            after = await r.json()
+    latencies.sort()
+    n = len(latencies)
+    return {
+        "requests": n,
+        "failures": failures,
+        "rps": n / elapsed,
+        "p50_ms": latencies[n // 2] * 1000 if n else 0.0,
+        "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else 0.0,
+        # the sqlcount requests themselves send no SQL
+        "statements": (after["statements"] - before["statements"]) / max(n, 1),
+        "server_cpu_ms": (after["cpu"] - before["cpu"]) / max(n, 1) * 1000,
+    }
+
+
+# ------------------------------------------------------------------ orchestration
+
+
+class _Proc:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            if self.proc.stdin is not None:
+                with contextlib.suppress(Exception):
+                    self.proc.stdin.close()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 5)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+async def _spawn(*args: str) -> _Proc:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.graphql",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=str(ROOT),
+    )
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 60)
+    if not line.startswith(b"READY"):
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise RuntimeError(f"bench.graphql {args[0]} did not start: {line!r}")
+    return _Proc(proc)
+
+
+async def _measure(port: int, token: str, seconds: float) -> dict[str, Any]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.graphql",
+        "--load",
+        "--port",
+        str(port),
+        "--token",
+        token,
+        "--seconds",
+        str(seconds),
+        stdout=asyncio.subprocess.PIPE,
+        cwd=str(ROOT),
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"load generator failed ({proc.returncode})")
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _row(
+    metric: str,
+    unit: str,
+    kiln: float,
+    anchor: float | None,
+    anchor_name: str | None,
+    goal: str,
+    met: bool | None,
+) -> dict[str, Any]:
+    return {
+        "group": GROUP,
+        "metric": metric,
+        "unit": unit,
+        "kiln": round(kiln, 2),
+        "anchor": round(anchor, 2) if anchor is not None else None,
+        "anchor_name": anchor_name,
+        "ratio": round(kiln / anchor, 3) if anchor else None,
+        "goal": goal,
+        "met": met,
+    }
+
+
+async def run(quick: bool) -> list[dict[str, Any]]:
+    """Measure and return the table rows (see the module docstring)."""
+    rounds = 3 if quick else 5
+    seconds = 4.0 if quick else 10.0
+    url = await _create_database()
+    procs: list[_Proc] = []
+    try:
+        token = await _seed(url)
+        kiln_port, bare_port, multi_port = _free_port(), _free_port(), _free_port()
+        procs.append(await _spawn("--serve", "--db", url, "--port", str(kiln_port)))
+        procs.append(await _spawn("--serve-bare", "--port", str(bare_port)))
+        kiln: list[dict[str, Any]] = []
+        bare: list[dict[str, Any]] = []
+        for _ in range(rounds):
+            bare.append(await _measure(bare_port, token, seconds))
+            kiln.append(await _measure(kiln_port, token, seconds))
+        for p in procs:
+            await p.stop()
+        procs.clear()
+        workers = max(2, min(4, os.cpu_count() or 2))
+        for _ in range(workers):
+            procs.append(
+                await _spawn("--serve", "--db", url, "--port", str(multi_port), "--pool", "5")
+            )
+        multi = [await _measure(multi_port, token, seconds) for _ in range(rounds)]
+    finally:
+        for p in procs:
+            await p.stop()
+        await _drop_database(url)
+
+    def med(results: list[dict[str, Any]], key: str) -> float:
+        return statistics.median(r[key] for r in results)
+
+    k_rps, b_rps, m_rps = med(kiln, "rps"), med(bare, "rps"), med(multi, "rps")
+    k_p50, k_p99 = med(kiln, "p50_ms"), med(kiln, "p99_ms")
+    statements = med(kiln, "statements")
+    bare_name = "bare strawberry, same query in memory (same run)"
+    return [
+        _row(
+            "runs(first: 50), 8 clients",
+            "req/s",
+            k_rps,
+            DAGSTER_RPS,
+            "Dagster webserver (STACK.md)",
+            "≥ 3x Dagster",
+            k_rps >= 3 * DAGSTER_RPS,
+        ),
+        _row(
+            "runs(first: 50), 8 clients",
+            "req/s",
+            k_rps,
+            b_rps,
+            bare_name,
+            "≥ 0.8x bare strawberry",
+            k_rps >= 0.8 * b_rps,
+        ),
+        _row(
+            "runs(first: 50) p50, 8 clients",
+            "ms",
+            k_p50,
+            DAGSTER_P50_MS,
+            "Dagster webserver (STACK.md)",
+            "report",
+            None,
+        ),
+        _row(
+            "runs(first: 50) p50, 8 clients",
+            "ms",
+            k_p50,
+            med(bare, "p50_ms"),
+            bare_name,
+            "report",
+            None,
+        ),
+        _row(
+            "runs(first: 50) p99, 8 clients",
+            "ms",
+            k_p99,
+            med(bare, "p99_ms"),
+            bare_name,
+            "report",
+            None,
+        ),
+        _row(
+            "SQL statements per request",
+            "statements",
+            statements,
+            None,
+            None,
+            "constant (≤ 10, incl. pool resets)",
+            statements <= 10,
+        ),
+        _row(
+            "server CPU per request",
+            "ms",
+            med(kiln, "server_cpu_ms"),
+            med(bare, "server_cpu_ms"),
+            bare_name,
+            "report",
+            None,
+        ),
+        _row(
+            f"runs(first: 50), {workers} gateway processes on one port",
+            "req/s",
+            m_rps,
+            k_rps,
+            "Kiln, 1 gateway process",
+            "report (2 cores, shared with PostgreSQL and the load generator)",
+            None,
+        ),
+    ]
+
+
+def _print(rows: list[dict[str, Any]]) -> None:
+    for r in rows:
+        ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else ""
+        anchor = f"{r['anchor']} ({r['anchor_name']})" if r["anchor"] is not None else ""
+        met = {True: "met", False: "NOT met", None: ""}[r["met"]]
+        print(
+            f"{r['metric']:<50} {r['kiln']:>9} {r['unit']:<10} {anchor:<60} {ratio:>7}"
+            f"  {r['goal']} {met}"
+        )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.graphql")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--serve", action="store_true", help="(internal) a Kiln gateway")
+    p.add_argument("--serve-bare", action="store_true", help="(internal) bare strawberry")
+    p.add_argument("--load", action="store_true", help="(internal) the load generator")
+    p.add_argument("--db")
+    p.add_argument("--port", type=int)
+    p.add_argument("--pool", type=int, default=10)
+    p.add_argument("--token", default="")
+    p.add_argument("--seconds", type=float, default=5.0)
+    args = p.parse_args()
+    if args.serve:
+        _uvloop_run(_serve_kiln(args.db, args.port, args.pool))
+    elif args.serve_bare:
+        _uvloop_run(_serve_bare(args.port))
+    elif args.load:
+        print(json.dumps(_uvloop_run(_load(args.port, args.token, args.seconds, CLIENTS))))
+    else:
+        _print(asyncio.run(run(args.quick)))
+
+
+if __name__ == "__main__":
+    main()
