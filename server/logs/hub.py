@@ -231,7 +231,7 @@ class LogSubscription:
                 acc = acc[: _fits(acc, self.hub.batch_bytes)]
                 done = w.finished and acc[-1].seq >= w.last_seq
                 return LogBatch(self.run_id, tuple(acc), acc[-1].seq, done)
-            if self.cursor >= w.last_seq:
+            if self.cursor >= w.last_seq or w.finished:  # finished: the store has it all
                 return None
             await asyncio.sleep(0.02 * (attempt + 1))
         log.warning(
