@@ -14,6 +14,11 @@ subprocesses), it measures side by side:
   ends right after its worker started and samples do not queue. Goal: p50
   < 1.5 s.
 
+Where the overhead goes is in each worker's log line under
+``<data-dir>/workers/<run>.log`` ("worker CPU ... s"): keep them with
+``KILN_BENCH_KEEP=1``. ``KILN_BENCH_ROUNDS`` and ``KILN_BENCH_LATENCY_N``
+override the number of build rounds and latency samples.
+
 ``python bench/runs.py [--quick]`` prints the rows; ``run(quick)`` returns them.
 """
 
@@ -146,8 +151,8 @@ async def _seed(shop: Path, work: Path) -> tuple[int, int, int]:
 
 
 async def run(quick: bool) -> list[dict[str, Any]]:
-    rounds = 3 if quick else 5
-    n_latency = 10 if quick else 30
+    rounds = int(os.environ.get("KILN_BENCH_ROUNDS", 3 if quick else 5))
+    n_latency = int(os.environ.get("KILN_BENCH_LATENCY_N", 10 if quick else 30))
     shop = examples_dir() / "shop"
     work = Path(tempfile.mkdtemp(prefix="kiln-bench-runs-"))
     kiln_s: list[float] = []
@@ -207,7 +212,8 @@ async def run(quick: bool) -> list[dict[str, Any]]:
             await stop()
             await runner.cleanup()
             await platform.close()
-            shutil.rmtree(work, ignore_errors=True)
+            if not os.environ.get("KILN_BENCH_KEEP"):
+                shutil.rmtree(work, ignore_errors=True)
     k, d = statistics.median(kiln_s), statistics.median(direct_s)
     p50 = pct(latency, 50)
     return [

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import shutil
 import signal
 import sys
@@ -341,6 +342,14 @@ async def run_worker(api_url: str, run_id: int, token: str) -> int:
             await client.finish(status, worker.mask(message) if message else None)
         except RunGone:
             return 3
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        log.info(
+            "finished %s: %d log lines in %d batches, worker CPU %.2f s (dbt not included)",
+            status,
+            worker.shipper.sent,
+            worker.shipper.batches,
+            own.ru_utime + own.ru_stime,
+        )
         return 0
 
 
