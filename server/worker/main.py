@@ -342,6 +342,9 @@ async def run_worker(api_url: str, run_id: int, token: str) -> int:
             await client.finish(status, worker.mask(message) if message else None)
         except RunGone:
             return 3
+        except ApiError as exc:  # the API stayed unreachable: the monitor will end the run
+            log.error("could not report the end of the run (%s): %s", status, exc)
+            return 4
         own = resource.getrusage(resource.RUSAGE_SELF)
         log.info(
             "finished %s: %d log lines in %d batches, worker CPU %.2f s (dbt not included)",
