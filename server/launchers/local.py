@@ -11,13 +11,14 @@ Contract (on top of :mod:`server.launchers.base`):
   process's minus every ``KILN_*`` setting that names the database, the
   secret key or object-store credentials, and minus ``DBT_ENV_SECRET_*``
   and ``PG*`` variables: the worker holds only its run token.
-* The handle is ``"<pid>:<create_time>"``. A pid is reused by the kernel
+* The handle is ``"<pid>:<create_time>@<host>"``. A pid is reused by the kernel
   once its process is gone; the creation time recorded at launch tells a
   reused pid apart, so ``check_health`` and ``terminate`` never report on, or
   kill, a stranger. Any process on the same host can use a handle (another
   scheduler, or this one after a restart): ``check_health`` uses the
   ``Popen`` object (exit code, signal) when this process started the worker
-  and psutil otherwise.
+  and psutil otherwise. A handle of another host (two schedulers on two
+  machines) is reported UNKNOWN and never signalled: heartbeats judge it.
 * ``launch`` is idempotent per run id within a process: a live worker for
   the run is returned, not duplicated.
 * The worker's own stdout/stderr (not dbt's: that goes to the run's log
@@ -31,6 +32,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -69,14 +71,26 @@ def worker_env(base: Mapping[str, str], spec: LaunchSpec) -> dict[str, str]:
     return env
 
 
+HOST = socket.gethostname()
+
+
 def parse_handle(handle: str | None) -> tuple[int, float] | None:
+    """``"<pid>:<create_time>@<host>"`` → (pid, create_time); None if malformed."""
     if not handle:
         return None
-    pid_s, _, ctime_s = handle.partition(":")
+    ident, _, _host = handle.partition("@")
+    pid_s, _, ctime_s = ident.partition(":")
     try:
         return int(pid_s), float(ctime_s or 0)
     except ValueError:
         return None
+
+
+def handle_host(handle: str | None) -> str | None:
+    """The host a handle was made on (None for handles without one)."""
+    if not handle or "@" not in handle:
+        return None
+    return handle.partition("@")[2] or None
 
 
 def _describe(returncode: int) -> str:
@@ -158,7 +172,7 @@ class LocalRunLauncher(RunLauncher):
             ctime = psutil.Process(proc.pid).create_time()
         except psutil.Error:  # exited already: the handle still names it
             ctime = 0.0
-        handle = f"{proc.pid}:{ctime:.3f}"
+        handle = f"{proc.pid}:{ctime:.3f}@{HOST}"
         self._procs[spec.run_id] = (proc, handle)
         return handle
 
@@ -201,6 +215,8 @@ class LocalRunLauncher(RunLauncher):
             if rc is None:
                 return WorkerHealth(WorkerState.RUNNING)
             return WorkerHealth(WorkerState.EXITED, exit_code=rc, reason=_describe(rc))
+        if handle_host(handle) not in (None, HOST):
+            return WorkerHealth(WorkerState.UNKNOWN, reason=f"worker runs on {handle_host(handle)}")
         parsed = parse_handle(handle)
         if parsed is None:
             return WorkerHealth(WorkerState.MISSING, reason="no worker was recorded for the run")
@@ -215,6 +231,9 @@ class LocalRunLauncher(RunLauncher):
         )
 
     async def terminate(self, run_id: int, handle: str | None) -> None:
+        if handle_host(handle) not in (None, HOST):
+            log.warning("cannot terminate worker %s from %s", handle, HOST)
+            return
         proc = self._proc(run_id, handle)
         parsed = parse_handle(handle)
         pid = proc.pid if proc is not None else parsed[0] if parsed else None

@@ -274,12 +274,13 @@ async def test_orphans_of_a_previous_process_are_resolved_on_start(platform) -> 
     ctime = psutil.Process(alive_pid.pid).create_time()
     alive = await _starting(platform, t, handle=f"{alive_pid.pid}:{ctime:.3f}")
     reused = await _starting(platform, t, handle=f"{alive_pid.pid}:{ctime - 100:.3f}")
+    elsewhere = await _starting(platform, t, handle="1:1.0@another-host")
     async with platform.db.acquire() as c:
-        for rid in (gone, alive, reused):
+        for rid in (gone, alive, reused, elsewhere):
             await state.transition(c, rid, RunStatus.RUNNING)
         await c.execute(
             "UPDATE run SET heartbeat_at = now() - interval '1 hour' WHERE id = ANY($1::bigint[])",
-            [gone, alive, reused],
+            [gone, alive, reused, elsewhere],
         )
         started = await c.fetchval("SELECT now()")
     ctx = MonitorContext(
@@ -292,10 +293,12 @@ async def test_orphans_of_a_previous_process_are_resolved_on_start(platform) -> 
         r = await Run.get(id=reused)  # same pid, another process: never killed, run failed
         assert r.status == RunStatus.ERROR and alive_pid.returncode is None
         assert (await Run.get(id=alive)).status == RunStatus.RUNNING  # grace from our start
+        assert (await Run.get(id=elsewhere)).status == RunStatus.RUNNING  # not ours to judge
         await asyncio.sleep(1.6)
         await monitor_once(ctx)
-        r = await Run.get(id=alive)
-        assert r.status == RunStatus.ERROR and "no heartbeat" in r.status_message
+        for rid in (alive, elsewhere):  # ... but heartbeats judge every run
+            r = await Run.get(id=rid)
+            assert r.status == RunStatus.ERROR and "no heartbeat" in r.status_message
         await asyncio.wait_for(alive_pid.wait(), 10)  # terminated: its group was killed
     finally:
         if alive_pid.returncode is None:
