@@ -448,3 +448,15 @@ async def own_token(
     sql = f"SELECT {select_list('token')} FROM api_token WHERE id = $1"
     rows = await _fetch(db, sql, _Args(token_id), record_class)
     return rows[0] if rows else None
+
+
+async def visible(actor: Actor, db: Connections, kind: str, pk: int) -> bool:
+    """Whether the actor may read the live object ``pk`` of ``kind`` (the rules of every
+    read above: READ, the account, not deleted, per-role visibility)."""
+    spec = KINDS[kind]
+    args = _Args()
+    conds = _where(actor, kind, spec, args, True)
+    conds.append(f"id = {args.add(pk)}")
+    sql = f"SELECT 1 FROM {spec.table} WHERE {' AND '.join(conds)}"
+    async with db.acquire() as conn:
+        return await conn.fetchval(sql, *args.values) is not None
