@@ -3,7 +3,9 @@
 GET serves GraphiQL to browsers and queries to programs; POST runs queries and
 mutations. The context carries what the request presented (Authorization
 header or session cookie) and is authenticated on first use by a resolver.
-Oversized bodies are refused before they are read.
+Oversized bodies are refused before they are read. Websocket upgrades go to
+Kiln's own transport (both protocols, shared subscription execution: see
+``server.gateway.graphql_ws``); ``/runs/<id>/logs.txt`` is mounted here too.
 """
 
 from __future__ import annotations
@@ -16,10 +18,15 @@ from strawberry.aiohttp.views import GraphQLView
 
 from graph.context import Context
 from graph.schema import schema
+from server.gateway.graphql_ws import handle_ws, is_ws_upgrade, kiln_context, kiln_options
+from server.gateway.logs_download import add_logs_download_routes
+from server.logs.hub import stop_hubs
 from server.services.auth import SESSION_COOKIE, credentials_from_headers, credentials_from_params
 
 MAX_BODY = 256 * 1024
 ACCOUNT_HEADER = "X-Kiln-Account"
+WS_TRANSPORT = "kiln"  # websockets are served by server.gateway.graphql_ws
+WS_OPTIONS = kiln_options()
 
 
 def _error(status: int, message: str, code: str) -> web.Response:
@@ -29,10 +36,15 @@ def _error(status: int, message: str, code: str) -> web.Response:
 
 class KilnGraphQLView(GraphQLView):
     async def __call__(self, request: web.Request) -> web.StreamResponse:
+        if is_ws_upgrade(request):
+            return await handle_ws(request, schema, kiln_context, WS_OPTIONS)
         length = request.content_length
         if length is not None and length > MAX_BODY:
             return _error(413, f"request body larger than {MAX_BODY} bytes", "QUERY_TOO_LARGE")
-        return await super().__call__(request)
+        try:  # a chunked body has no length up front: stop reading it at the limit
+            return await super().__call__(request.clone(client_max_size=MAX_BODY))
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"request body larger than {MAX_BODY} bytes", "QUERY_TOO_LARGE")
 
     async def get_context(
         self, request: web.Request, response: web.Response | web.WebSocketResponse
@@ -63,3 +75,11 @@ class KilnGraphQLView(GraphQLView):
 def add_graphql_routes(app: web.Application) -> None:
     view = KilnGraphQLView(schema=schema, graphql_ide="graphiql")
     app.router.add_route("*", "/graphql", view)
+    add_logs_download_routes(app)
+
+    async def stop_live_hubs(app: web.Application) -> None:
+        from server.gateway.app import PLATFORM
+
+        await stop_hubs(app[PLATFORM])
+
+    app.on_cleanup.append(stop_live_hubs)

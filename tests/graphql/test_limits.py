@@ -99,3 +99,16 @@ async def test_http_level_garbage(api) -> None:
     assert resp.status == 405
     resp = await api.client.get("/graphql", params={"query": "mutation { logout { ok } }"})
     assert resp.status in (400, 405)  # no mutations over GET
+
+
+async def test_chunked_oversized_body(api) -> None:
+    async def chunks():
+        yield b'{"query": "'
+        for _ in range(40):
+            yield b" " * 10_000
+        yield b'{ version }"}'
+
+    resp = await api.client.post(
+        "/graphql", data=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert resp.status == 413
