@@ -41,9 +41,11 @@ def build_app(platform: Platform) -> web.Application:
     # each area adds its own routes; this module only composes them
     from server.gateway.graphql import add_graphql_routes
     from server.gateway.internal import add_internal_routes
+    from server.gateway.rest import add_rest_routes
 
     add_graphql_routes(app)
     add_internal_routes(app)
+    add_rest_routes(app)
     add_ide_routes(app, platform)
     return app
 
