@@ -20,6 +20,7 @@ from graph import errors as errors_
 from graph.limits import Limits
 from graph.mutations import Mutation
 from graph.queries import Query as DomainQuery
+from graph.subscriptions import Subscription
 from graph.types.account import Account, Membership, Token, User
 from graph.types.ide import IdeSession
 from graph.types.job import Job
@@ -66,6 +67,7 @@ class KilnSchema(strawberry.Schema):
 schema = KilnSchema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     types=NODE_TYPES,
     extensions=[
         Limits,

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import strawberry
 
-from graph.relay import Connection, ConnectionRow, decode_id, decode_optional
+from graph.relay import ConnectionRow, PageInfo, decode_id, decode_optional
 from graph.types.ide import IdeSession, IdeSessionRow
 from graph.types.run import Run, RunRow
 from server.logs.hub import IdeEvent, hubs
@@ -230,7 +230,20 @@ def _resync_one(
 
 # -- run.logs: paging old logs -------------------------------------------------------
 
-LogLineConnection = Connection[LogLine]
+@strawberry.type(description="A line of a run's log and its cursor.")
+class LogLineEdge:
+    cursor: str
+    node: LogLine
+
+
+@strawberry.type(description="A page of a run's log lines, in seq order.")
+class LogLineConnection:
+    edges: list[LogLineEdge]
+    page_info: PageInfo
+
+    @strawberry.field(description="How many lines match, over all pages (a separate query).")
+    async def total_count(self) -> int:
+        return await self._count()  # type: ignore[attr-defined]
 
 
 def encode_log_cursor(seq: int) -> str:
@@ -286,6 +299,7 @@ async def run_logs_connection(
 __all__ = [
     "LogLine",
     "LogLineConnection",
+    "LogLineEdge",
     "LogLineRow",
     "RunLogBatch",
     "Subscription",

@@ -15,6 +15,7 @@ from graph.types.enums import STATUS_BY_CODE, RunStatus
 from server.models import RunStatus as Status
 
 if TYPE_CHECKING:
+    from graph.subscriptions import LogLineConnection
     from graph.types.account import User
     from graph.types.job import Job
     from graph.types.project import Environment, Project
@@ -195,3 +196,21 @@ class Run(Node):
     artifacts_saved: bool
     steps: list[RunStep]
     artifacts: list[Artifact]
+
+    @strawberry.field(
+        description="The run's log lines in seq order (stored or archived alike); `level` is a "
+        "minimum severity: warn gives warn and error lines."
+    )
+    async def logs(
+        self,
+        first: int | None = 100,
+        after: str | None = None,
+        step: int | None = None,
+        level: str | None = None,
+    ) -> Annotated[LogLineConnection, strawberry.lazy("graph.subscriptions")]:
+        from graph.subscriptions import run_logs_connection
+
+        row: Any = self
+        return await run_logs_connection(  # type: ignore[return-value]
+            row._l.platform, row.pk, row._l.actor.account_id, first, after, step, level
+        )

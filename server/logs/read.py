@@ -36,7 +36,7 @@ from server.models import RunStatus
 from server.objectstore import ObjectNotFound, ObjectStore
 from server.services.actor import Actor
 from server.services.errors import NotFound, ValidationFailed
-from server.services.permissions import Action, allowed
+from server.services.permissions import Action
 
 log = logging.getLogger("kiln.logs")
 
@@ -143,33 +143,13 @@ async def authorize_run(db: Database, actor: Actor, run_id: int) -> RunLogInfo:
     return RunLogInfo(*r)
 
 
-_VISIBLE = {
-    "run": ("run", False),
-    "job": ("job", True),
-    "environment": ("environment", True),
-    "project": ("project", True),
-    "ide_session": ("ide_session", False),
-}
-
-
 async def check_visible(db: Database, actor: Actor, kind: str, pk: int, what: str) -> None:
-    """NotFound unless ``actor`` may read object ``pk`` of ``kind`` — the rules of the scoped
-    queries: READ, the actor's account, not deleted, and IDE sessions only to their user
-    (or to whoever may manage members)."""
+    """NotFound unless ``actor`` may read object ``pk`` of ``kind``: the very rules of the
+    scoped queries (READ, the account, not deleted, per-role visibility)."""
+    from server.services import queries
+
     actor.require(Action.READ)
-    table, soft = _VISIBLE[kind]
-    conds = ["id = $1", "account_id = $2"]
-    args: list[Any] = [pk, actor.account_id]
-    if soft:
-        conds.append("deleted_at IS NULL")
-    if kind == "ide_session" and not allowed(actor.role, Action.MANAGE_MEMBERS):
-        if actor.user_id is None:
-            raise NotFound(f"{what} not found")
-        args.append(actor.user_id)
-        conds.append("user_id = $3")
-    async with db.acquire() as conn:
-        found = await conn.fetchval(f"SELECT 1 FROM {table} WHERE {' AND '.join(conds)}", *args)
-    if found is None:
+    if not await queries.visible(actor, db, kind, pk):
         raise NotFound(f"{what} not found")
 
 

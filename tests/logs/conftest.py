@@ -21,7 +21,7 @@ import pytest
 from aiohttp import web
 
 from server import crypto
-from server.gateway.app import PLATFORM
+from server.gateway.app import build_app
 from server.ids import to_global_id
 from server.logs.hub import stop_hubs
 from server.models import Run, RunStatus
@@ -48,35 +48,10 @@ class Api:
         return self.url.replace("http", "ws", 1) + "/graphql"
 
 
-def _app(p: Platform) -> web.Application:
-    """The gateway's app; /graphql websockets through Kiln's transport with subscriptions."""
-    from graph.mutations import Mutation
-    from graph.schema import NODE_TYPES, KilnSchema, Query
-    from graph.subscriptions import Subscription
-    from server.gateway.graphql_ws import handle_ws, kiln_context, kiln_options
-    from server.gateway.internal import add_internal_routes
-    from server.gateway.logs_download import add_logs_download_routes
-
-    schema = KilnSchema(
-        query=Query, mutation=Mutation, subscription=Subscription, types=NODE_TYPES
-    )
-    options = kiln_options()
-    app = web.Application()
-    app[PLATFORM] = p
-    add_internal_routes(app)
-    add_logs_download_routes(app)
-
-    async def ws(request: web.Request) -> web.StreamResponse:
-        return await handle_ws(request, schema, kiln_context, options)
-
-    app.router.add_get("/graphql", ws)
-    return app
-
-
 @pytest.fixture(scope="session")
 async def api(platform: Platform) -> AsyncIterator[Api]:
     p = dataclasses.replace(platform, services={})
-    app = _app(p)
+    app = build_app(p)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()

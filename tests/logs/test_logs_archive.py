@@ -41,6 +41,33 @@ async def _pages(api: Api, run: LiveRun, **filters) -> list[int]:
         after = page.lines[-1].seq
 
 
+LOGS_QUERY = """
+query($r: ID!, $after: String, $level: String, $step: Int) { run(id: $r) {
+  logs(first: 150, after: $after, level: $level, step: $step) {
+    totalCount pageInfo { hasNextPage endCursor }
+    edges { cursor node { seq step ts level message eventName nodeId } } } } }
+"""
+
+
+async def _graphql_pages(api: Api, run: LiveRun, **filters) -> tuple[list[dict], int]:
+    """Every line through the ``run.logs`` connection over HTTP, page by page."""
+    nodes: list[dict] = []
+    after = None
+    while True:
+        async with api.http.post(
+            f"{api.url}/graphql",
+            json={"query": LOGS_QUERY, "variables": {"r": run.gid, "after": after, **filters}},
+            headers={"Authorization": f"Bearer {run.tenant.token}"},
+        ) as r:
+            doc = await r.json()
+        assert not doc.get("errors"), doc
+        logs = doc["data"]["run"]["logs"]
+        nodes += [e["node"] for e in logs["edges"]]
+        if not logs["pageInfo"]["hasNextPage"]:
+            return nodes, logs["totalCount"]
+        after = logs["pageInfo"]["endCursor"]
+
+
 async def _rows(api: Api, run_id: int) -> int:
     async with api.platform.db.acquire() as conn:
         return await conn.fetchval("SELECT count(*) FROM log_line WHERE run_id = $1", run_id)
@@ -59,6 +86,10 @@ async def test_archived_runs_replay_identically(api: Api) -> None:
     text_before = await _text(api, run)
     pages_before = await _pages(api, run)
     warn_before = await _pages(api, run, level="warn", step=2)
+    gql_before = await _graphql_pages(api, run)
+    gql_warn_before = await _graphql_pages(api, run, level="warn", step=2)
+    assert gql_before[1] == 400 and [n["seq"] for n in gql_before[0]] == pages_before
+    assert [n["seq"] for n in gql_warn_before[0]] == warn_before
     assert [ln["seq"] for ln in before] == list(range(1, 401)) == pages_before
     assert warn_before and all(s % 4 in (2, 3) and 100 <= s < 200 for s in warn_before)
 
@@ -74,6 +105,8 @@ async def test_archived_runs_replay_identically(api: Api) -> None:
     assert await _text(api, run) == text_before
     assert await _pages(api, run) == pages_before
     assert await _pages(api, run, level="warn", step=2) == warn_before
+    assert await _graphql_pages(api, run) == gql_before
+    assert await _graphql_pages(api, run, level="warn", step=2) == gql_warn_before
     reader = log_reader(api.platform)
     assert await reader.count(run.run.id, run.run.account_id) == 400
     # a second archiver finds nothing to do
