@@ -1,7 +1,7 @@
 """The Query root: node lookups, the viewer, and filtered connections per object type.
 
 Resolvers stay thin: decode ids, ask the context for the caller's loaders,
-and hand over to ``graph.pages`` / the loaders, which go through the scoped
+and hand over to ``graph.prefetch`` and the loaders, which go through the scoped
 queries of ``server.services.queries``. A malformed id is a BAD_USER_INPUT
 error; a well-formed id that is missing or in another account is null.
 """
