@@ -147,3 +147,46 @@ async def test_logs_download(api: Api) -> None:
         assert r.headers["Content-Type"].startswith("text/plain")
         lines = (await r.text()).splitlines()
     assert len(lines) == 3 and lines[0].endswith("hello 1") and "[debug]" in lines[0]
+
+
+async def test_browser_session_cookie_same_origin_only(api: Api) -> None:
+    from server.services.auth import SESSION_COOKIE, login
+
+    run = await start_run(api)
+    await run.emit(2)
+    session = await login(run.tenant.user.email, "password-123")
+    host = api.url.removeprefix("http://")
+    cookie = {"Cookie": f"{SESSION_COOKIE}={session.secret}"}
+    client = await Client.connect(api, None, payload={}, headers={**cookie, "Origin": api.url})
+    stream = await client.logs(run)
+    await stream.until(2)
+    await client.close()
+    ws = await api.http.ws_connect(
+        api.ws_url, protocols=[TRANSPORT_WS], headers={**cookie, "Origin": "https://evil.example"}
+    )
+    await ws.send_str(json.dumps({"type": "connection_init", "payload": {}}))
+    msg = await ws.receive(timeout=10)
+    assert msg.type == aiohttp.WSMsgType.CLOSE and ws.close_code == 4403, (msg, host)
+    await ws.close()
+
+
+async def test_non_resumable_slow_consumer_is_closed_with_a_reason(api: Api) -> None:
+    from graph.schema import schema
+    from server.gateway.graphql_ws import registry_of
+
+    run = await start_run(api)
+    reg = registry_of(schema)
+    old = reg.opts.max_buffer
+    reg.opts.max_buffer = -1  # every write counts as backed up
+    try:
+        client = await Client.connect(api, run.tenant.token)
+        await client.subscribe(
+            "subscription($r: ID!) { runUpdated(runId: $r) { id } }", {"r": run.gid}
+        )
+        await asyncio.sleep(0.2)
+        await run.post("steps", {"steps": [{"index": 1, "name": "dbt build", "status": 3}]})
+        msg = await client.recv()
+        assert msg["type"] == "closed" and msg["code"] == 1013, msg
+        assert "slow consumer" in str(msg["msg"].extra), msg
+    finally:
+        reg.opts.max_buffer = old
