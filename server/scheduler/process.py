@@ -43,6 +43,9 @@ def build_scheduler(platform: Platform, events: EventListener) -> Scheduler:
     )
     for name, interval, factory in EXTRA_TASKS:
         sched.add_task(name, interval, factory(platform))
+    from server.webhooks.tasks import add_webhook_tasks
+
+    add_webhook_tasks(sched)
     sched.add_task(
         "ide-cull", _interval("KILN_SCHEDULER_CULL_INTERVAL", 60), _culler(platform, sched)
     )

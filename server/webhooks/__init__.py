@@ -1,0 +1,1 @@
+"""Outbound webhooks in dbt Cloud's shape: subscriptions, payloads, signed deliveries."""
