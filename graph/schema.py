@@ -19,6 +19,7 @@ from strawberry.types import ExecutionContext
 from graph import errors as errors_
 from graph.limits import Limits
 from graph.mutations import Mutation
+from graph.mutations.ide import IdeQueries
 from graph.queries import Query as DomainQuery
 from graph.subscriptions import Subscription
 from graph.types.account import Account, Membership, Token, User
@@ -49,7 +50,7 @@ NODE_TYPES: list[Any] = [
 
 
 @strawberry.type
-class Query(DomainQuery):
+class Query(DomainQuery, IdeQueries):
     @strawberry.field(description="The server's version (needs no credentials).")
     def version(self) -> str:
         return __version__

@@ -6,11 +6,19 @@ from strawberry.tools import merge_types
 
 from graph.mutations.access import AccessMutations
 from graph.mutations.auth import AuthMutations
+from graph.mutations.ide import IdeMutations
 from graph.mutations.jobs import JobMutations
 from graph.mutations.projects import ProjectMutations
 from graph.mutations.warehouse import WarehouseMutations
 
 Mutation = merge_types(
     "Mutation",
-    (AuthMutations, ProjectMutations, WarehouseMutations, JobMutations, AccessMutations),
+    (
+        AuthMutations,
+        ProjectMutations,
+        WarehouseMutations,
+        JobMutations,
+        AccessMutations,
+        IdeMutations,
+    ),
 )
