@@ -25,6 +25,7 @@ from server.events import EventListener
 from server.platform import Platform
 from server.webhooks.tasks import add_webhook_tasks
 from tests.conftest import free_port
+from tests.rest.conftest import gateway  # noqa: F401 - the in-process gateway fixture
 
 
 @dataclass
