@@ -46,37 +46,57 @@ async def start_engine(
 ) -> Callable[[], Awaitable[None]]:
     """Start launcher, monitor and dispatcher; return the coroutine that stops them.
 
+    Idempotent per process: a second call (say ``kiln up`` starting both the
+    scheduler part and the runs part, each of which may start the engine)
+    returns a stopper that does nothing.
+
     ``accounts`` limits both to those accounts (a shard; tests use it to leave
     other tests' runs alone).
     """
+    if "dispatcher" in platform.services:  # already running in this process (kiln up composes
+        # the scheduler part and this one; either may start it): one engine per process
+
+        async def noop() -> None:
+            return None
+
+        return noop
     launcher = launcher or make_launcher(platform.settings)
-    await launcher.start()
-    platform.services["run_launcher"] = launcher
-    hb = platform.settings.heartbeat_interval
-    monitor = RunMonitor(
-        MonitorContext(
-            platform, launcher, heartbeat_interval=hb, cancel_grace=cancel_grace, accounts=accounts
-        ),
-        interval=monitor_interval or min(1.0, hb),
-    )
-    await monitor.start()
     dispatcher = Dispatcher(platform, launcher, poll_interval=poll_interval, accounts=accounts)
-    events = platform.services.get("events")
-    own_conn = None
-    unsubscribe: Callable[[], None] | None = None
-    if events is not None:
-        unsubscribe = events.subscribe(state.CHANNEL, dispatcher.on_event)
-        events.on_reconnect(dispatcher.wake)
-    else:
-        own_conn = await platform.db.connect()
-        await own_conn.add_listener(
-            state.CHANNEL, lambda _c, _p, _ch, payload: dispatcher.on_event(payload)
-        )
-    await dispatcher.start()
     platform.services["dispatcher"] = dispatcher
-    dispatcher.wake()
+    try:
+        await launcher.start()
+        platform.services["run_launcher"] = launcher
+        hb = platform.settings.heartbeat_interval
+        monitor = RunMonitor(
+            MonitorContext(
+                platform,
+                launcher,
+                heartbeat_interval=hb,
+                cancel_grace=cancel_grace,
+                accounts=accounts,
+            ),
+            interval=monitor_interval or min(1.0, hb),
+        )
+        await monitor.start()
+        events = platform.services.get("events")
+        own_conn = None
+        unsubscribe: Callable[[], None] | None = None
+        if events is not None:
+            unsubscribe = events.subscribe(state.CHANNEL, dispatcher.on_event)
+            events.on_reconnect(dispatcher.wake)
+        else:
+            own_conn = await platform.db.connect()
+            await own_conn.add_listener(
+                state.CHANNEL, lambda _c, _p, _ch, payload: dispatcher.on_event(payload)
+            )
+        await dispatcher.start()
+        dispatcher.wake()
+    except BaseException:
+        platform.services.pop("dispatcher", None)
+        raise
 
     async def stop() -> None:
+        platform.services.pop("dispatcher", None)
         await dispatcher.stop()
         if unsubscribe is not None:
             unsubscribe()
