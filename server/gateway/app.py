@@ -39,10 +39,12 @@ def build_app(platform: Platform) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
     # each area adds its own routes; this module only composes them
+    from server.gateway.console import add_console_routes
     from server.gateway.graphql import add_graphql_routes
     from server.gateway.internal import add_internal_routes
     from server.gateway.rest import add_rest_routes
 
+    add_console_routes(app)  # before the REST routes: GET / is the console's index.html
     add_graphql_routes(app)
     add_internal_routes(app)
     add_rest_routes(app)
