@@ -3,14 +3,19 @@
 Runs are created through the services and moved through the real state
 machine (no dbt here); :func:`finish_run` gives one steps, log lines and
 artifacts the way a worker would leave them. The end-to-end flow with real
-dbt runs against ``kiln up`` (``test_e2e.py``).
+dbt runs against ``kiln up`` (``test_e2e.py``). The webhook receiver records
+what it is sent and answers with programmed statuses or delays.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
-from collections.abc import AsyncIterator
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -265,3 +270,76 @@ def write_cert(directory: Path) -> tuple[Path, Path]:
         )
     )
     return cert_path, key_path
+
+
+# ------------------------------------------------------------ webhook receiver
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    url: str
+    requests: dict[str, list[Received]] = field(default_factory=lambda: defaultdict(list))
+    answers: dict[str, list[int | float]] = field(default_factory=lambda: defaultdict(list))
+    # called before answering a request on that path (e.g. to look at the server meanwhile)
+    on_receive: dict[str, Callable[[Received], Awaitable[None]]] = field(default_factory=dict)
+
+    def hook(self, name: str) -> str:
+        return f"{self.url}/hook/{name}"
+
+    def got(self, name: str) -> list[Received]:
+        return self.requests[name]
+
+    def program(self, name: str, *answers: int | float) -> None:
+        """Answer the next requests with these statuses (an int) or after a delay (a float)."""
+        self.answers[name].extend(answers)
+
+
+@pytest.fixture(scope="session")
+async def receiver() -> AsyncIterator[Receiver]:
+    port = free_port()
+    rec = Receiver(f"http://127.0.0.1:{port}")
+
+    async def handle(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        body = await request.read()
+        answer = rec.answers[name].pop(0) if rec.answers[name] else 200
+        if isinstance(answer, float):
+            await asyncio.sleep(answer)
+            answer = 200
+        got = Received(dict(request.headers), body)
+        if name in rec.on_receive:
+            await rec.on_receive[name](got)
+        rec.requests[name].append(got)
+        return web.Response(status=int(answer), text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook/{name}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield rec
+    await runner.cleanup()
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 15.0) -> Any:
+    """Wait until ``check()`` (sync or async) returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.1)
