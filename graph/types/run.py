@@ -7,18 +7,37 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
+from strawberry.dataloader import DataLoader
 from strawberry.scalars import JSON
 
 from graph.relay import Node
 from graph.rows import Row, backed_by, column, computed, relation
 from graph.types.enums import STATUS_BY_CODE, RunStatus
 from server.models import RunStatus as Status
+from server.services.queue import QueueInfo, queue_info
 
 if TYPE_CHECKING:
     from graph.subscriptions import LogLineConnection
     from graph.types.account import User
     from graph.types.job import Job
     from graph.types.project import Environment, Project
+
+
+async def _queue_info(run: Any) -> QueueInfo | None:
+    """Queue info through one loader per request: a page of runs costs one computation."""
+    if run["status"] != Status.QUEUED:
+        return None
+    loaders = run._l
+    loader = getattr(loaders, "_queue_loader", None)
+    if loader is None:
+
+        async def load(ids: list[int]) -> list[QueueInfo | None]:
+            infos = await queue_info(loaders.actor, loaders.db, ids)
+            return [infos.get(i) for i in ids]
+
+        loader = DataLoader(load_fn=load)
+        loaders._queue_loader = loader
+    return await loader.load(run.pk)
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
@@ -46,6 +65,9 @@ class RunRow(Row):
     started_at = column("started_at")
     finished_at = column("finished_at")
     artifacts_saved = column("artifacts_saved")
+    # resolved on Run from the queue; declared here so a query fetches the status
+    waiting_reason = column("status")
+    queue_position = column("status")
 
     job = relation("job", "job_id")
     environment = relation("environment", "environment_id")
@@ -196,6 +218,22 @@ class Run(Node):
     artifacts_saved: bool
     steps: list[RunStep]
     artifacts: list[Artifact]
+
+    @strawberry.field(
+        description="For a queued run, why it waits (serial job, slots in use, a busy DuckDB "
+        "file...); null once it left the queue."
+    )
+    async def waiting_reason(self) -> str | None:
+        info = await _queue_info(self)
+        return info.reason if info else None
+
+    @strawberry.field(
+        description="For a queued run, its place in the account's queue (1 = next); null "
+        "once it left the queue."
+    )
+    async def queue_position(self) -> int | None:
+        info = await _queue_info(self)
+        return info.position if info else None
 
     @strawberry.field(
         description="The run's log lines in seq order (stored or archived alike); `level` is a "
