@@ -72,7 +72,7 @@ class MonitorContext:
     cancel_grace: float = 10.0
     timeout_grace: float = 2.0
     launch_grace: float = 60.0
-    start_timeout: float = 300.0
+    start_timeout: float = 120.0
     started_at: Any = None  # DB time the monitor started (heartbeat grace after restarts)
     accounts: Collection[int] | None = None  # None: every account; else a shard
     actions: list[tuple[int, str]] = field(default_factory=list)

@@ -21,6 +21,9 @@ Contract (on top of :mod:`server.launchers.base`):
   machines) is reported UNKNOWN and never signalled: heartbeats judge it.
 * ``launch`` is idempotent per run id within a process: a live worker for
   the run is returned, not duplicated.
+* When the API serves https with its own certificate (``--tls-cert``), the
+  worker gets ``KILN_API_CA_FILE`` pointing at it, so it trusts that
+  certificate for API calls without changing trust for git or dbt.
 * The worker's own stdout/stderr (not dbt's: that goes to the run's log
   lines) is appended to ``<data-dir>/workers/<run>.log`` for operators.
 """
@@ -46,7 +49,13 @@ from server.launchers.base import LaunchSpec, RunLauncher, WorkerHealth, WorkerS
 
 log = logging.getLogger("kiln.launcher.local")
 
-_KEEP_KILN = {"KILN_LOG_LEVEL", "KILN_LOG_FORMAT", "KILN_WORKER_WORKDIR", "KILN_WORKER_KEEP"}
+_KEEP_KILN = {
+    "KILN_LOG_LEVEL",
+    "KILN_LOG_FORMAT",
+    "KILN_WORKER_WORKDIR",
+    "KILN_WORKER_KEEP",
+    "KILN_API_CA_FILE",
+}
 KEEP_EXITED = 600.0  # seconds an exited worker's exit status stays known
 _DROP_PREFIXES = ("DBT_ENV_SECRET_", "PG", "AWS_", "KUBE")
 
@@ -144,6 +153,8 @@ class LocalRunLauncher(RunLauncher):
     def _spawn(self, spec: LaunchSpec) -> subprocess.Popen[bytes]:
         """fork/exec takes about a millisecond: no thread needed."""
         env = worker_env(self.base_env, spec)
+        if self.settings.tls_cert and spec.api_url.startswith("https:"):
+            env["KILN_API_CA_FILE"] = str(self.settings.tls_cert)
         env.update(self.extra_env)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         out = open(self.log_dir / f"{spec.run_id}.log", "ab")

@@ -5,13 +5,19 @@ are keyed by seq, artifacts by (step, path), start/finish are conditional
 transitions), so network errors and 5xx answers are retried with backoff
 until ``retry_for`` seconds have passed. A 404 means the token is no longer
 valid for the run (it ended, or was never ours): :class:`RunGone`, and the
-worker stops.
+worker stops. A certificate error is not retried.
+
+``KILN_API_CA_FILE`` (set by the local launcher when ``kiln up`` serves https
+with its own certificate) is trusted for calls to the API, on top of the
+system's CAs; git and dbt keep the system's trust as it is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +35,7 @@ class ApiError(Exception):
     """A call failed for good (4xx other than 404, or retries exhausted)."""
 
 
+START_RETRY = 60.0  # before the run started, give up sooner: the monitor is waiting
 RETRYABLE = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
 
 
@@ -41,7 +48,14 @@ class InternalClient:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> InternalClient:
+        connector = None
+        ca = os.environ.get("KILN_API_CA_FILE")
+        if ca:  # the API's own certificate (kiln up --tls-cert): trusted for the API only
+            ctx = ssl.create_default_context()
+            ctx.load_verify_locations(cafile=ca)
+            connector = aiohttp.TCPConnector(ssl=ctx)
         self._session = aiohttp.ClientSession(
+            connector=connector,
             headers=self._headers,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120),
         )
@@ -75,6 +89,9 @@ class InternalClient:
                     return await self._result(resp, raw)
             except _Retry as exc:
                 err: BaseException = exc
+            except (aiohttp.ClientSSLError, aiohttp.InvalidURL) as exc:
+                # a certificate or URL problem does not heal by waiting
+                raise ApiError(f"{method} {path}: {exc}") from exc
             except RETRYABLE as exc:
                 err = exc
             if time.monotonic() + delay > deadline:
@@ -94,10 +111,10 @@ class InternalClient:
         return await resp.read() if raw else await resp.json()
 
     async def spec(self) -> dict[str, Any]:
-        return await self._call("GET", "/spec")
+        return await self._call("GET", "/spec", retry_for=START_RETRY)
 
     async def start(self) -> dict[str, Any]:
-        return await self._call("POST", "/start", json={})
+        return await self._call("POST", "/start", json={}, retry_for=START_RETRY)
 
     async def heartbeat(self, wait: float = 0.0) -> dict[str, Any]:
         """One heartbeat; the API may hold it up to ``wait`` s and answer early on cancel."""

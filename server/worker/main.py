@@ -303,6 +303,9 @@ async def run_worker(api_url: str, run_id: int, token: str) -> int:
         except RunGone:
             log.warning("run %s is no longer ours; exiting", run_id)
             return 3
+        except ApiError as exc:  # exit non-zero: the monitor fails the run with the exit code
+            log.error("cannot reach the API at %s: %s", api_url, exc)
+            return 5
         worker = Worker(client, spec)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(

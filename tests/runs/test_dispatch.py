@@ -304,3 +304,43 @@ async def test_orphans_of_a_previous_process_are_resolved_on_start(platform) -> 
         if alive_pid.returncode is None:
             alive_pid.kill()
             await alive_pid.wait()
+
+
+async def test_worker_reaches_an_https_api_with_its_own_certificate(platform, tmp_path) -> None:
+    """kiln up --tls-cert: the launcher hands the worker the API's certificate to trust."""
+    import dataclasses
+    import ssl
+
+    from aiohttp import web
+
+    from server.gateway.app import PLATFORM
+    from server.gateway.internal import add_internal_routes
+    from server.launchers.local import LocalRunLauncher
+    from server.runs.engine import start_engine
+    from tests.conftest import free_port
+    from tests.rest.conftest import write_cert
+
+    cert, key = write_cert(tmp_path)
+    port = free_port()
+    settings = platform.settings.with_overrides(port=port, tls_cert=cert, tls_key=key)
+    p = dataclasses.replace(platform, settings=settings, services={})
+    app = web.Application()
+    app[PLATFORM] = p
+    add_internal_routes(app)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(cert), str(key))
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=ctx).start()
+    t = await make_tenant()  # its project does not exist: the run ends at Clone
+    stop = await start_engine(
+        p, launcher=LocalRunLauncher(settings), poll_interval=1.0, accounts={t.account.id}
+    )
+    try:
+        assert settings.api_url.startswith("https://")
+        run = await runs.trigger_run(t.actor(), t.job.id)
+        done = await wait_run(run.id, 30)
+        assert done.status == RunStatus.ERROR and "Clone failed" in done.status_message
+    finally:
+        await stop()
+        await runner.cleanup()
