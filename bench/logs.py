@@ -129,6 +129,18 @@ async def _serve(db: str, port: int, data_dir: str, key: str) -> None:
 # -- subscriber processes ----------------------------------------------------------------
 
 
+async def _readable(pipe: Connection, event: asyncio.Event) -> None:
+    """Wait until ``pipe`` has a message; the pipe stays blocking for send/recv (uvloop
+    makes a watched fd non-blocking, and a large send would then fail half-way)."""
+    loop = asyncio.get_running_loop()
+    loop.add_reader(pipe.fileno(), event.set)
+    try:
+        await event.wait()
+    finally:
+        loop.remove_reader(pipe.fileno())
+        os.set_blocking(pipe.fileno(), True)
+
+
 def _subscriber_main(url: str, token: str, run: str, n: int, pipe: Connection) -> None:
     import uvloop
 
@@ -141,7 +153,6 @@ async def _subscribers(url: str, token: str, run: str, n: int, pipe: Connection)
     lat = array("d")
     frames = [0]
     recording = [False]
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     sockets: list[aiohttp.ClientWebSocketResponse] = []
@@ -183,16 +194,12 @@ async def _subscribers(url: str, token: str, run: str, n: int, pipe: Connection)
         await asyncio.gather(*(one() for _ in range(min(50, n - start))))
     readers = [asyncio.create_task(read(ws)) for ws in sockets]
     pipe.send("ready")
-    loop.add_reader(pipe.fileno(), stop.set)
-    await stop.wait()
-    loop.remove_reader(pipe.fileno())
+    await _readable(pipe, stop)
     cmd = pipe.recv()
     if cmd == "record":
         recording[0] = True
         stop.clear()
-        loop.add_reader(pipe.fileno(), stop.set)
-        await stop.wait()
-        loop.remove_reader(pipe.fileno())
+        await _readable(pipe, stop)
         pipe.recv()
         recording[0] = False
     pipe.send((lat.tobytes(), frames[0]))
@@ -383,13 +390,7 @@ async def _emit(api: _Api, run_id: int, token: str, seconds: float, per_batch: i
 
 async def _wait(pipe: Connection) -> Any:
     """The next message on ``pipe`` without blocking the loop."""
-    loop = asyncio.get_running_loop()
-    ready = asyncio.Event()
-    loop.add_reader(pipe.fileno(), ready.set)
-    try:
-        await ready.wait()
-    finally:
-        loop.remove_reader(pipe.fileno())
+    await _readable(pipe, asyncio.Event())
     return pipe.recv()
 
 

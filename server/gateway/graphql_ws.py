@@ -233,9 +233,18 @@ class _Group:
             if event is self.last_event and self.last_payload is not None:
                 member.write_next(self.last_payload)
                 return
-            result = self._execute(event)
-            if not isawaitable(result):
-                member.write_next(self._encode(event, result, member))
+            try:
+                result = self._execute(event)
+                if not isawaitable(result):
+                    member.write_next(self._encode(event, result, member))
+                    return
+            except Exception as exc:  # a failed execution is that event's error, not the hub's
+                log.exception("subscription event execution failed")
+                member.write_next(
+                    member.conn.result_payload(
+                        ExecutionResult(None, [GraphQLError(str(exc), original_error=exc)])
+                    )
+                )
                 return
             self.pending.append([event, [member], result])
             self.task = asyncio.create_task(self._drain())

@@ -41,6 +41,13 @@ Log hub invariants
 * **Reconnects lose nothing.** NOTIFY is not durable: after the LISTEN
   connection is re-established the hub re-reads every watch from its
   ``last_seq`` and re-checks the run's status.
+* **Same-process shortcut.** A batch ingested by this very process (the
+  common ``kiln up`` case) is handed out straight from the ingest call, after
+  its commit (:func:`server.logs.ingest.on_appended`), if it continues the
+  watch exactly at ``last_seq + 1``; otherwise, and for batches ingested
+  elsewhere, the NOTIFY and one read do it. Either way a line is handed out
+  once: whatever path comes second finds it at or below ``last_seq``. (One
+  process serves one database; the shortcut relies on that.)
 
 Event hub invariants
 ====================
@@ -372,12 +379,16 @@ class LogHub:
         self._unsubscribe: list[Callable[[], None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self.reads = 0  # table reads done by the hub (not by catching-up subscribers)
+        self.shortcuts = 0  # batches handed out straight from this process's ingest
         self.overflows = 0
 
     def start(self) -> None:
+        from server.logs import ingest
+
         self._unsubscribe = [
             self.events.subscribe("run_logs", self._on_logs),
             self.events.subscribe("run_events", self._on_run_event),
+            ingest.on_appended(self._on_appended),
         ]
         self.events.on_reconnect(self._on_reconnect)
 
@@ -514,6 +525,7 @@ class LogHub:
                 loop.call_later(1.0, self._kick, w)
                 return
             self.reads += 1
+            lines = [ln for ln in lines if ln.seq > w.last_seq]  # the shortcut may be ahead
             expect, acc = w.last_seq + 1, []
             for ln in lines:
                 if ln.seq != expect:
@@ -532,18 +544,8 @@ class LogHub:
                 w.gap_since = None
             full = len(lines) >= self.page
             done = final and not full and not hole
-            while acc or done:
-                n = _fits(acc, self.batch_bytes)
-                part, acc = acc[:n], acc[n:]
-                last = done and not acc
-                batch = LogBatch(w.run_id, tuple(part), part[-1].seq if part else w.last_seq, last)
-                w.last_seq = batch.cursor
-                if last:
-                    w.finished = True
-                for sub in list(w.live):
-                    sub._offer(batch)
-                if last or not acc:
-                    break
+            if acc or done:
+                self._publish(w, acc, done)
             if done:
                 return
             if hole and not acc:
@@ -551,6 +553,48 @@ class LogHub:
                 return
             if not (full or w.dirty or hole):
                 return
+
+
+    def _publish(self, w: _RunWatch, lines: list[LogLine], done: bool) -> None:
+        """Hand ``lines`` (continuing ``last_seq``) to every live subscriber, in batches
+        bounded in bytes; the last one carries ``done``."""
+        while True:
+            n = _fits(lines, self.batch_bytes)
+            part, lines = lines[:n], lines[n:]
+            last = done and not lines
+            batch = LogBatch(w.run_id, tuple(part), part[-1].seq if part else w.last_seq, last)
+            w.last_seq = batch.cursor
+            if last:
+                w.finished = True
+            for sub in list(w.live):
+                try:
+                    sub._offer(batch)
+                except Exception as exc:  # one broken consumer must not starve the others
+                    log.exception("handing a log batch to a subscriber failed")
+                    sub._finish(exc)
+            if last or not lines:
+                return
+
+    def _on_appended(self, run_id: int, account_id: int, rows: list[tuple[Any, ...]]) -> None:
+        """The same-process shortcut (see the module docstring)."""
+        w = self._watches.get(run_id)
+        if w is None or w.account_id != account_id or not w.ready.done() or w.finished:
+            return
+        if w.task is not None and not w.task.done():
+            return  # a read is in flight: it (or the NOTIFY after it) covers these lines
+        expect, acc = w.last_seq + 1, []
+        for r in sorted(rows):
+            if r[0] < expect:
+                continue
+            if r[0] != expect:
+                break
+            acc.append(LogLine(*r))
+            expect += 1
+        if not acc:
+            return
+        self.shortcuts += 1
+        w.heard_seq = max(w.heard_seq, acc[-1].seq)
+        self._publish(w, acc, False)
 
 
 # -- events (runs, IDE sessions) ----------------------------------------------
@@ -730,7 +774,13 @@ class EventHub(Generic[E]):
                 continue
             for s in by_load[ld]:
                 if s.state == LIVE:
-                    s._offer(obj)
+                    try:
+                        s._offer(obj)
+                    except Exception as exc:
+                        log.exception("handing an event to a subscriber failed")
+                        if s._end is not None:
+                            s._end(exc)
+                        s.close()
 
 
 # -- the process's hubs ---------------------------------------------------------

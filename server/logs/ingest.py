@@ -10,6 +10,10 @@ Contract (the fan-out hub and the archive build on it):
   seq stored and, only when something was inserted, sends ``NOTIFY run_logs,
   '<run>:<last_seq>'``. Listeners therefore never hear of a line that is not
   committed, and ``run.log_seq`` is always the high-water mark they can read to.
+* In-process listeners (:func:`on_appended`) hear of a batch right after its
+  statement committed (never inside a caller's transaction), with the lines
+  exactly as stored: the fan-out hub of the same process skips the NOTIFY
+  round trip and the re-read. Other processes still rely on the NOTIFY.
 * Messages are masked again here (defence in depth, see
   :mod:`server.runs.masking`) and bounded in size; levels are normalised to
   ``debug | info | warn | error``.
@@ -17,6 +21,7 @@ Contract (the fan-out hub and the archive build on it):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,10 +29,22 @@ from typing import Any
 
 import asyncpg
 
+log = logging.getLogger("kiln.logs.ingest")
 CHANNEL = "run_logs"
 MAX_BATCH = 5_000  # lines per call
 MAX_MESSAGE = 64 * 1024  # characters per line
 LEVELS = {"debug": "debug", "info": "info", "warn": "warn", "warning": "warn", "error": "error"}
+
+
+# (run_id, account_id, [(seq, step, ts, level, message, event_name, node_id), ...]) as stored
+Appended = Callable[[int, int, list[tuple[Any, ...]]], None]
+_listeners: list[Appended] = []
+
+
+def on_appended(listener: Appended) -> Callable[[], None]:
+    """Call ``listener`` after every committed batch of this process; returns the remover."""
+    _listeners.append(listener)
+    return lambda: _listeners.remove(listener) if listener in _listeners else None
 
 
 class InvalidBatch(ValueError):
@@ -121,6 +138,8 @@ async def append(
     if not lines:
         return None
     m = mask or (lambda s: s)
+    messages = [m(ln.message[:MAX_MESSAGE]).replace("\x00", "") for ln in lines]
+    nodes = [m(ln.node_id) if ln.node_id else None for ln in lines]
     row = await conn.fetchrow(
         _SQL,
         run_id,
@@ -129,8 +148,20 @@ async def append(
         [ln.step for ln in lines],
         [ln.ts for ln in lines],
         [ln.level for ln in lines],
-        [m(ln.message[:MAX_MESSAGE]).replace("\x00", "") for ln in lines],
+        messages,
         [ln.event_name for ln in lines],
-        [m(ln.node_id) if ln.node_id else None for ln in lines],
+        nodes,
     )
-    return row["log_seq"] if row is not None else None
+    if row is None:
+        return None
+    if _listeners and not conn.is_in_transaction():
+        stored = [
+            (ln.seq, ln.step, ln.ts.astimezone(UTC), ln.level, msg, ln.event_name, node)
+            for ln, msg, node in zip(lines, messages, nodes, strict=True)
+        ]
+        for listener in list(_listeners):
+            try:
+                listener(run_id, account_id, stored)
+            except Exception:
+                log.exception("log append listener failed")
+    return row["log_seq"]

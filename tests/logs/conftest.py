@@ -63,6 +63,24 @@ async def api(platform: Platform) -> AsyncIterator[Api]:
     await runner.cleanup()
 
 
+@pytest.fixture(params=["shortcut", "notify"])
+def delivery(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways lines reach the hub: straight from this process's ingest, or by NOTIFY."""
+    if request.param == "notify":
+        from server.logs import ingest
+
+        monkeypatch.setattr(ingest, "_listeners", [])
+    return request.param
+
+
+@pytest.fixture
+def notify_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines reach the hub by NOTIFY and a read only (as from another API process)."""
+    from server.logs import ingest
+
+    monkeypatch.setattr(ingest, "_listeners", [])
+
+
 @dataclasses.dataclass
 class LiveRun:
     api: Api

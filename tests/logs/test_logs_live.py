@@ -7,11 +7,14 @@ import asyncio
 from tests.logs.conftest import LEGACY_WS, TRANSPORT_WS, Api, Client, start_run
 
 
-async def test_join_mid_run_gets_every_line_once_in_order(api: Api) -> None:
+async def test_join_mid_run_gets_every_line_once_in_order(api: Api, delivery: str) -> None:
+    from server.logs.hub import hubs
+
     run = await start_run(api)
     await run.emit(40, size=7)
     client = await Client.connect(api, run.tenant.token)
     stream = await client.logs(run)
+    shortcuts = (await hubs(api.platform)).logs.shortcuts
 
     async def produce() -> None:
         for _ in range(20):
@@ -27,6 +30,11 @@ async def test_join_mid_run_gets_every_line_once_in_order(api: Api) -> None:
     first = stream.lines[0]
     assert first["message"] == "line 1" and first["level"] == "debug" and first["step"] == 1
     assert first["eventName"] == "LogLine" and first["nodeId"] == "model.shop.m1"
+    used = (await hubs(api.platform)).logs.shortcuts > shortcuts
+    assert used == (delivery == "shortcut")
+    replay = await client.logs(run)  # what was sent live is what is stored
+    await replay.to_end()
+    assert replay.lines == stream.lines
     await client.close()
 
 
@@ -46,7 +54,7 @@ async def test_both_protocols_and_queries_over_the_socket(api: Api) -> None:
         await client.close()
 
 
-async def test_200_subscribers_get_identical_complete_streams(api: Api) -> None:
+async def test_200_subscribers_get_identical_complete_streams(api: Api, delivery: str) -> None:
     from server.gateway.graphql_ws import _REGISTRIES
 
     run = await start_run(api)
@@ -101,7 +109,7 @@ async def test_resume_with_cursor_after_disconnect(api: Api) -> None:
     await client.close()
 
 
-async def test_killing_the_listen_connection_loses_nothing(api: Api) -> None:
+async def test_killing_the_listen_connection_loses_nothing(api: Api, notify_only: None) -> None:
     from server.logs.hub import hubs
 
     run = await start_run(api)
