@@ -13,7 +13,10 @@ One run on this machine measures, side by side:
   plus 2,000 runs of another account: requests/s, p50, p99, and SQL
   statements per request, counted in the server process by wrapping
   asyncpg's ``Connection`` (``bench.sqlcount``: both pools, every round trip
-  including BEGIN/COMMIT and the pool's reset on release);
+  including BEGIN/COMMIT and the pool's reset on release). The token's
+  lookup is remembered for 5 s (``server.services.auth``), so in steady state
+  a request sends the page, one statement per relation and the reset; a cold
+  token adds its lookup;
 * the ceiling of strawberry itself: the same query shape served by the same
   aiohttp/strawberry view with the same parser and validation caches, over
   50 in-memory objects with plain attributes (no database, no auth);
@@ -419,10 +422,12 @@ async def run(quick: bool) -> list[dict[str, Any]]:
         kiln: list[dict[str, Any]] = []
         bare: list[dict[str, Any]] = []
         multi: list[dict[str, Any]] = []
+        loads = [os.getloadavg()[0]]
         for _ in range(rounds):  # interleaved, so a busy moment of the machine hits all three
             bare.append(await _measure(bare_port, token, seconds))
             kiln.append(await _measure(kiln_port, token, seconds))
             multi.append(await _measure(multi_port, token, seconds))
+            loads.append(os.getloadavg()[0])
     finally:
         for p in procs:
             await p.stop()
@@ -516,6 +521,15 @@ async def run(quick: bool) -> list[dict[str, Any]]:
             "Dagster webserver (STACK.md)",
             "≥ 3x Dagster",
             m_rps >= 3 * DAGSTER_RPS,
+        ),
+        _row(
+            "machine load average (1 min) during the rounds, median",
+            "runnable",
+            statistics.median(loads),
+            float(os.cpu_count() or 1),
+            "CPU cores",
+            "report: above the core count, other processes shared the CPUs",
+            None,
         ),
     ]
 
