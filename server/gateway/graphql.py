@@ -41,8 +41,11 @@ class KilnGraphQLView(GraphQLView):
         length = request.content_length
         if length is not None and length > MAX_BODY:
             return _error(413, f"request body larger than {MAX_BODY} bytes", "QUERY_TOO_LARGE")
-        try:  # a chunked body has no length up front: stop reading it at the limit
-            return await super().__call__(request.clone(client_max_size=MAX_BODY))
+        if length is None and request.body_exists:
+            # a chunked body has no length up front: stop reading it at the limit
+            request = request.clone(client_max_size=MAX_BODY)
+        try:
+            return await super().__call__(request)
         except web.HTTPRequestEntityTooLarge:
             return _error(413, f"request body larger than {MAX_BODY} bytes", "QUERY_TOO_LARGE")
 
