@@ -408,13 +408,6 @@ def _resume(transport: asyncio.Transport | None) -> None:
             pass
 
 
-def _nodelay(transport: asyncio.BaseTransport) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError, AttributeError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 class _Hub:
     """Per-listener state shared by its fronts."""
 
@@ -734,7 +727,6 @@ class _Front(asyncio.Protocol):
             return
         self._target = result
         self._task = None
-        _nodelay(transport)
         transport.write(_upstream_head(upgrade, result, hub.tls))
         self._forward_buffered()
         self._timer = hub.loop.call_later(hub.connect_timeout, self._handshake_timeout)
