@@ -232,7 +232,7 @@ async def check_running(ctx: MonitorContext, run: asyncpg.Record) -> None:
             )
         return
     silent = float(run["since_heartbeat"] or 0)
-    if silent > ctx.lost_after:
+    if silent > ctx.lost_after and not run["cancel_requested"]:  # else: escalation above
         await _terminate(ctx, run)
         await _end(
             ctx,

@@ -114,9 +114,8 @@ class Worker:
             except (ApiError, Exception) as exc:  # the monitor judges lost heartbeats
                 log.warning("heartbeat failed: %s", exc)
                 answer = {}
-            if answer.get("cancel"):
+            if answer.get("cancel"):  # keep beating while dbt stops and logs flush
                 self.request_cancel(answer.get("reason") or "Cancelled")
-                return
             if not answer.get("waited"):
                 await asyncio.sleep(max(0.0, interval - (time.monotonic() - t0)))
 
