@@ -130,7 +130,7 @@ export class LogView {
     const level = (line.level || "info").toLowerCase();
     const row = h("div", { class: `logline ${level}`, "data-seq": line.seq },
       h("span", { class: "ts" }, line.ts ? time(line.ts) : ""),
-      h("span", { class: "lvl" }, level.slice(0, 4)));
+      h("span", { class: "lvl" }, level === "warning" ? "warn" : level.slice(0, 5)));
     const msg = h("span", { class: "msg" });
     const needle = this._needle;
     if (needle) {

@@ -124,7 +124,7 @@ export function start() {
   document.addEventListener("click", (ev) => {
     if (ev.defaultPrevented || ev.button !== 0 || ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.altKey) return;
     const a = ev.target.closest("a[href]");
-    if (!a || a.target || a.hasAttribute("download") || a.dataset.external != null) return;
+    if (!(a instanceof HTMLAnchorElement) || a.target || a.hasAttribute("download") || a.dataset.external != null) return;
     const url = new URL(a.href, location.href);
     if (url.origin !== location.origin || !routes.some((r) => r.pattern.test(url.pathname))) return;
     ev.preventDefault();
