@@ -527,3 +527,22 @@ async def test_tls_front(dev: Any, tmp_path: Any) -> None:
                 assert await ws2.receive_str() == "tls"
         await asyncio.sleep(0.1)
         assert gw.server.relay_count == 0
+
+
+def test_target_validation() -> None:
+    from server.gateway.ide_proxy import IdeTarget
+
+    IdeTarget("develop-abc.kiln.svc", 8000, "s3cret", "1")
+    IdeTarget("::1", 8000, "s3cret", "1")
+    for host, port, secret in [
+        ("", 1, "s"),
+        ("[::1]", 1, "s"),
+        ("evil\r\nX: y", 1, "s"),
+        ("h", 0, "s"),
+        ("h", 70000, "s"),
+        ("h", 1, "with space"),
+        ("h", 1, "line\r\nbreak"),
+        ("h", 1, ""),
+    ]:
+        with pytest.raises(ValueError):
+            IdeTarget(host, port, secret, "1")
