@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -70,8 +71,9 @@ class EventsTask(PeriodicTask):
         super().__init__("webhook-events", scan_interval, self._pass)
         self.sched = sched
         self.deliveries = deliveries
+        self.scan_interval = scan_interval
         self._runs: set[int] = set()
-        self._scanned = False
+        self._scanned_at: float | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
     def start(self) -> None:
@@ -102,10 +104,14 @@ class EventsTask(PeriodicTask):
             self._runs |= runs  # try them again on the next pass
             raise
         # every process scans once on start (what happened while it was down); then the
-        # leader alone, on the interval
-        if not self._scanned or self.sched.leadership.is_leader:
+        # leader alone, once per interval (not on every woken pass)
+        now = time.monotonic()
+        due = self._scanned_at is None or (
+            self.sched.leadership.is_leader and now - self._scanned_at >= self.scan_interval * 0.9
+        )
+        if due:
             created += await delivery.scan(db, self.sched.clock.now() - SCAN_WINDOW)
-            self._scanned = True
+            self._scanned_at = now
         if created:
             self.deliveries.wake()
         return created

@@ -19,14 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from server.services.errors import (
-    Conflict,
-    DomainError,
-    Forbidden,
-    NotFound,
-    Unauthenticated,
-    ValidationFailed,
-)
+from server.services.errors import Conflict, DomainError, Forbidden, NotFound, Unauthenticated
 
 log = logging.getLogger("kiln.rest")
 PREFIXES = ("/api/v2/", "/api/v3/")
@@ -129,13 +122,14 @@ def status_of(exc: DomainError) -> int:
 def domain_error(exc: DomainError, fields: dict[str, str] | None = None) -> web.Response:
     """The envelope of a domain error; ``fields`` renames service field names to REST ones."""
     status = status_of(exc)
-    field = exc.field
-    if field is not None and fields:
-        field = fields.get(field, field)
-    if status == 400 and isinstance(exc, ValidationFailed | DomainError) and field:
-        message = exc.message if field in exc.message else f"{field}: {exc.message}"
+    field, message = exc.field, exc.message
+    if field is not None and fields and field in fields:
+        message = message.replace(field, fields[field])
+        field = fields[field]
+    if status == 400 and field:
+        message = message if field in message else f"{field}: {message}"
         return error(400, message, field=field)
-    return error(status, exc.message)
+    return error(status, message)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
