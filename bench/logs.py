@@ -16,6 +16,12 @@ memory per idle subscriber (RSS growth over 1,000 idle subscriptions); the
 maximum sustained ingest rate of one API process (1,000-line batches from
 another process, 4 in flight).
 
+Quick mode: one round of 6 s per N. Full mode: three rounds of 20 s, the
+round with the median p99 reported, and Dagster measured alongside. The
+bench raises its own priority when it may (other work on a shared machine
+disturbs it less; PostgreSQL keeps its priority) and reports how much of the
+machine other processes used meanwhile.
+
 Anchors: Dagster's live logs on SQLite, measured on this machine (14 ms p50,
 27 ms p99 for one subscriber, one frame per line, see STACK.md; ``--full``
 re-measures it when ``dagster`` and ``dagster-webserver`` are importable, else
@@ -174,7 +180,11 @@ async def _subscribers(url: str, token: str, run: str, n: int, pipe: Connection)
             )
         )
 
+    cursors: dict[int, int] = {}
+
     async def read(ws: aiohttp.ClientWebSocketResponse) -> None:
+        key = id(ws)
+        cursors[key] = 0
         async for msg in ws:
             data = msg.data
             if msg.type != aiohttp.WSMsgType.TEXT:
@@ -186,6 +196,8 @@ async def _subscribers(url: str, token: str, run: str, n: int, pipe: Connection)
                 continue
             now = time.time_ns()
             j = data.find(" ", i + 13)
+            c = data.find('"cursor":')
+            cursors[key] = int(data[c + 9 : data.find(",", c)])
             if recording[0]:
                 lat.append((now - int(data[i + 13 : j])) / 1e6)
                 frames[0] += 1
@@ -200,9 +212,14 @@ async def _subscribers(url: str, token: str, run: str, n: int, pipe: Connection)
         recording[0] = True
         stop.clear()
         await _readable(pipe, stop)
-        pipe.recv()
+        last = pipe.recv()  # the last seq emitted: wait (bounded) until every socket has it
+        for _ in range(300):  # at most 15 s
+            if min(cursors.values()) >= last:
+                break
+            await asyncio.sleep(0.05)
         recording[0] = False
-    pipe.send((lat.tobytes(), frames[0]))
+    complete = sum(1 for c in cursors.values() if c >= last)
+    pipe.send((lat.tobytes(), frames[0], complete))
     for r in readers:
         r.cancel()
     for ws in sockets:
@@ -445,11 +462,12 @@ async def _phase(
     own = (cpu + sub_cpu + pg_cpu) * elapsed + sum(me.cpu_times()[:2]) - me0
     other = max(0.0, (busy1 - busy0) - own) / max(1e-9, total1 - total0)
     lat: list[float] = []
-    frames = 0
+    frames = complete = 0
     for pipe in pipes:
-        pipe.send("stop")
+        pipe.send(batches * per_batch)  # stop once this seq arrived everywhere
     for pipe in pipes:
-        raw, f = await _wait(pipe)
+        raw, f, done = await _wait(pipe)
+        complete += done
         a = array("d")
         a.frombytes(raw)
         lat += list(a)
@@ -462,6 +480,7 @@ async def _phase(
         "p99": _pct(lat, 99),
         "frames": frames,
         "expected": batches * n,
+        "complete": complete,
         "cpu": cpu,
         "subscriber_cpu": sub_cpu,
         "postgres_cpu": pg_cpu,
@@ -637,25 +656,62 @@ async def _dagster_sqlite(seconds: float) -> tuple[float, float] | None:
         return None
 
 
+def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median p99 (its other figures come with it)."""
+    return sorted(rounds, key=lambda r: r["p99"])[len(rounds) // 2]
+
+
+def _raise_priority() -> int:
+    """On a shared machine, let other work disturb the bench less (root only; PostgreSQL
+    keeps its own priority). Children (API, subscribers, Dagster) inherit it. Returns the
+    priority to restore."""
+    old = os.getpriority(os.PRIO_PROCESS, 0)
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, old - 10)
+    except OSError:
+        pass
+    return old
+
+
 async def run(quick: bool) -> list[dict[str, Any]]:
-    from bench.common import row, scratch_database
 
     seconds = 6.0 if quick else 20.0
-    results: dict[int, dict[str, Any]] = {}
+    rounds = 1 if quick else 3
+    priority = _raise_priority()
+    try:
+        return await _run(quick, seconds, rounds)
+    finally:
+        os.setpriority(os.PRIO_PROCESS, 0, priority)
+
+
+async def _run(quick: bool, seconds: float, rounds: int) -> list[dict[str, Any]]:
+    from bench.common import row, scratch_database
+
+    by_n: dict[int, list[dict[str, Any]]] = {1: [], 100: [], 1000: []}
+    rates: list[float] = []
     async with scratch_database() as db:
         api = _Api(db)
-        user_token, runs = await _seed(api, 7)
+        user_token, runs = await _seed(api, 3 * rounds + 4)
         api.start()
         try:
-            for i, n in enumerate((1, 100, 1000)):
-                # one subscriber: one line per frame at 10 lines/s, like the Dagster anchor;
-                # many: 3.4 KB batches of 10 lines, 10 a second, like the prototype anchor
-                per_batch = 1 if n == 1 else LINES_PER_BATCH
-                results[n] = await _phase(api, user_token, runs[i], n, seconds, per_batch)
-            rate = await _ingest_rate(api, runs[3:7], 5.0 if quick else 15.0)
+            for k in range(rounds):
+                for i, n in enumerate((1, 100, 1000)):
+                    # one subscriber: one line per frame at 10 lines/s, like the Dagster
+                    # anchor; many: 3.4 KB batches of 10 lines, 10 a second (the prototype's)
+                    per_batch = 1 if n == 1 else LINES_PER_BATCH
+                    by_n[n].append(
+                        await _phase(api, user_token, runs[3 * k + i], n, seconds, per_batch)
+                    )
+            for _ in range(rounds):
+                rates.append(await _ingest_rate(api, runs[-4:], 5.0 if quick else 15.0))
         finally:
             api.stop()
-    measured = await _dagster_sqlite(seconds) if not quick else None
+    results = {n: _median_round(rs) for n, rs in by_n.items()}
+    rate = sorted(rates)[len(rates) // 2]
+    measured = None
+    if not quick:
+        dagster = [m for m in [await _dagster_sqlite(seconds) for _ in range(rounds)] if m]
+        measured = sorted(dagster, key=lambda m: m[1])[len(dagster) // 2] if dagster else None
     d50, d99 = measured or DAGSTER_SQLITE
     dname = "Dagster 1.13 on SQLite, 1 subscriber" + ("" if measured else " (recorded)")
     r1, r100, r1k = results[1], results[100], results[1000]
@@ -676,9 +732,9 @@ async def run(quick: bool) -> list[dict[str, Any]]:
         row(GROUP, "latency p99, 1,000 subscribers", "ms", r1k["p99"],
             anchor=STRAWBERRY_DEFAULT[1000][1], anchor_name=sname,
             goal="< 100 ms", met=r1k["p99"] < 100),
-        row(GROUP, "frames delivered, 1,000 subscribers", "%",
-            100.0 * r1k["frames"] / max(1, r1k["expected"]), goal="100 %",
-            higher_is_better=True, met=r1k["frames"] >= r1k["expected"]),
+        row(GROUP, "subscribers with every line, 1,000 subscribers", "%",
+            r1k["complete"] / 10, goal="100 %", higher_is_better=True,
+            met=r1k["complete"] == 1000),
         row(GROUP, "API CPU, 1,000 subscribers, 10 batches/s", "% of a core", 100 * r1k["cpu"]),
         row(GROUP, "subscriber processes' CPU (load generator)", "% of a core",
             100 * r1k["subscriber_cpu"]),
@@ -686,7 +742,7 @@ async def run(quick: bool) -> list[dict[str, Any]]:
         row(GROUP, "max sustained ingest, one API process", "lines/s", rate,
             goal=">= 20,000", higher_is_better=True, met=rate >= 20_000),
         row(GROUP, "other processes' share of the machine (noise)", "%",
-            100 * max(r["other"] for r in results.values())),
+            100 * max(r["other"] for rs in by_n.values() for r in rs)),
     ]
     return rows
 
