@@ -1,9 +1,10 @@
 """The Subscription root (live logs, runs, IDE sessions) and the ``run.logs`` connection.
 
 Every subscription resolver is a coroutine that authorizes FIRST, with the
-subscriber's own context and exactly the checks a query makes (the object
-must be visible through the caller's loaders; another account's object is
-"not found"), and only then returns its event stream. So a refusal is an
+subscriber's own context and exactly the checks a query makes
+(``queries.visible``: READ, the account, not deleted, per-role visibility;
+another account's object is "not found"), and only then returns its event
+stream. So a refusal is an
 ``error`` message at subscribe time, and the transport's shared execution
 (:mod:`server.gateway.graphql_ws`) never needs a per-subscriber context.
 
