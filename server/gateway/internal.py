@@ -375,7 +375,15 @@ async def post_finish(request: web.Request, row: asyncpg.Record) -> web.StreamRe
     if message:
         message = (await _masker(request.app, row["id"]))(message)
     async with request.app[PLATFORM].db.acquire() as conn:
-        moved = await state.transition(conn, row["id"], to, expected=expected, message=message)
+        # the worker uploads each step's artifacts before it reports the end
+        moved = await state.transition(
+            conn,
+            row["id"],
+            to,
+            expected=expected,
+            message=message,
+            set_fields={"artifacts_saved": True},
+        )
         status = (
             moved["status"]
             if moved

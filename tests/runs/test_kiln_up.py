@@ -2,7 +2,8 @@
 
 The trigger comes from another process through ``services.runs`` (as the
 GraphQL mutation does), on kiln up's own database: nothing in the test process
-reaches into kiln up.
+reaches into kiln up. Then the public path: GraphQL ``triggerJobRun`` and
+``cancelRun`` over HTTP.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -39,7 +41,8 @@ async def main():
         steps = await RunStep.filter(run_id=run.id).order_by("index").values_list("name", "status")
         arts = await Artifact.filter(run_id=run.id).values_list("path", flat=True)
         print(json.dumps({"id": run.id, "status": run.status, "message": run.status_message,
-                          "steps": steps, "artifacts": sorted(arts)}))
+                          "steps": steps, "artifacts": sorted(arts),
+                          "saved": run.artifacts_saved}))
     finally:
         await p.close()
 
@@ -71,7 +74,7 @@ def test_kiln_up_demo_runs_the_shop_job(make_database, tmp_path: Path) -> None:
         result = json.loads(out.stdout.strip().splitlines()[-1])
         assert result["status"] == 10, (result, "".join(kiln.stderr)[-3000:])
         assert result["steps"] == [["Clone", 10], ["Invoke dbt with `dbt build`", 10]]
-        assert "manifest.json" in result["artifacts"]
+        assert "manifest.json" in result["artifacts"] and result["saved"] is True
         token = json.loads((data / "demo.json").read_text())["token"]
         req = urllib.request.Request(
             f"{kiln.url}/api/runs/{result['id']}/artifacts/run_results.json",
@@ -82,5 +85,46 @@ def test_kiln_up_demo_runs_the_shop_job(make_database, tmp_path: Path) -> None:
         assert len(doc["results"]) == 39 and all(
             r["status"] in ("success", "pass") for r in doc["results"]
         )
+        # the public path: GraphQL triggerJobRun, then cancelRun while dbt runs
+        demo = json.loads((data / "demo.json").read_text())
+        trig = _gql(
+            kiln.url,
+            token,
+            'mutation($j: ID!) { triggerJobRun(jobId: $j, cause: "gql") '
+            "{ run { id statusCode } errors { message } } }",
+            {"j": demo["job_id"]},
+        )["triggerJobRun"]
+        assert trig["errors"] == [], trig
+        run_id = trig["run"]["id"]
+        query = "query($r: ID!) { run(id: $r) { statusCode statusMessage artifactsSaved } }"
+        deadline = time.monotonic() + 60
+        while _gql(kiln.url, token, query, {"r": run_id})["run"]["statusCode"] != 3:
+            assert time.monotonic() < deadline, "the run never started"
+            time.sleep(0.2)
+        time.sleep(2)  # let dbt get going
+        t0 = time.monotonic()
+        cancel = _gql(
+            kiln.url,
+            token,
+            'mutation($r: ID!) { cancelRun(id: $r, reason: "stop") { errors { message } } }',
+            {"r": run_id},
+        )["cancelRun"]
+        assert cancel["errors"] == [], cancel
+        while (run := _gql(kiln.url, token, query, {"r": run_id})["run"])["statusCode"] != 30:
+            assert time.monotonic() - t0 < 10, run
+            time.sleep(0.2)
+        assert run["statusMessage"] == "stop"
     finally:
         assert kiln.stop() == 0, "".join(kiln.stderr)[-3000:]
+
+
+def _gql(url: str, token: str, query: str, variables: dict) -> dict:
+    req = urllib.request.Request(
+        f"{url}/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        doc = json.loads(resp.read())
+    assert not doc.get("errors"), doc
+    return doc["data"]
