@@ -98,7 +98,7 @@ class Scheduler:
                 "cron pass",
                 extra={
                     "jobs": result.jobs,
-                    "created": result.created,
+                    "runs_created": result.created,
                     "superseded": result.superseded,
                 },
             )

@@ -127,8 +127,13 @@ async def run_scheduler(settings: Settings, port: int) -> None:
     platform = await Platform.open(settings)
     runner: web.AppRunner | None = None
     stopper: Callable[[], Awaitable[None]] | None = None
+    stop_engine: Callable[[], Awaitable[None]] | None = None
     try:
         stopper = await scheduler_part(platform)
+        # the dispatcher and run monitor (after the scheduler: it owns the LISTEN connection)
+        from server.runs.engine import start_engine
+
+        stop_engine = await start_engine(platform)
         app = web.Application()
         app["platform"] = platform
         app.router.add_get("/healthz", lambda _r: web.json_response({"status": "ok"}))
@@ -144,6 +149,8 @@ async def run_scheduler(settings: Settings, port: int) -> None:
         )
         await stop.wait()
     finally:
+        if stop_engine is not None:
+            await stop_engine()
         if stopper is not None:
             await stopper()
         if runner is not None:
