@@ -1,4 +1,4 @@
-// Building DOM without innerHTML: every text goes in as a text node.
+// Building DOM from elements and text nodes only (never parsed HTML strings).
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 
