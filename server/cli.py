@@ -157,6 +157,18 @@ def cmd_up(args: argparse.Namespace, *, demo: bool) -> int:
     return 0
 
 
+def cmd_gateway(args: argparse.Namespace) -> int:
+    """The HTTP side only: API, GraphQL, IDE proxy, console (no scheduler, no dispatch)."""
+    from server import logconfig
+    from server.serve import run_server
+
+    settings = _settings(args)
+    logconfig.setup(settings.log_level)
+    check_data_dir(settings.data_dir)
+    _run(lambda: run_server(settings, with_runs=False))
+    return 0
+
+
 def cmd_scheduler(args: argparse.Namespace) -> int:
     from server import logconfig
     from server.scheduler.process import run_scheduler
@@ -237,11 +249,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return worker_main(args.run_id)
 
 
-def not_yet(name: str) -> int:
-    print(f"kiln {name}: not yet available in this version", file=sys.stderr)
-    return 2
-
-
 def dispatch(args: argparse.Namespace, rest: list[str]) -> int:
     match args.command:
         case "up":
@@ -261,7 +268,7 @@ def dispatch(args: argparse.Namespace, rest: list[str]) -> int:
         case "worker":
             return cmd_worker(args)
         case "gateway":
-            return not_yet(args.command)
+            return cmd_gateway(args)
     raise CliError(f"unknown command {args.command}", 2)
 
 

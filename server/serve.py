@@ -20,6 +20,7 @@ from aiohttp import web
 
 from ide_broker.broker import Broker
 from server.config import Settings
+from server.events import EventListener
 from server.gateway.app import build_app
 from server.gateway.ide import make_resolver
 from server.gateway.ide_proxy import serve as serve_front
@@ -88,6 +89,11 @@ async def run_server(
     runner: web.AppRunner | None = None
     front = None
     try:
+        # the process's one LISTEN connection, shared by hub, dispatcher, scheduler, webhooks
+        events = EventListener(platform.db)
+        await events.start()
+        platform.services["events"] = events
+        stoppers.append(("events", events.stop))
         if demo:
             from server.demo import ensure_demo
 

@@ -86,6 +86,14 @@ class KilnProcess:
                 )
         return time.monotonic() - start
 
+    def wait_ready_line(self, text: str, timeout: float = 90) -> None:
+        """Wait for a stdout line containing ``text`` (processes other than `kiln up`)."""
+        start = time.monotonic()
+        while not any(text in line for line in self.stdout):
+            if self.proc.poll() is not None or time.monotonic() - start > timeout:
+                raise AssertionError("".join(self.stdout) + "".join(self.stderr))
+            time.sleep(0.05)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)

@@ -156,3 +156,105 @@ def test_unwritable_data_dir_and_port_in_use(tmp_path: Path) -> None:
         r = run_kiln(["up", "--data-dir", str(data_dir), "--port", str(port)])
         assert r.returncode != 0 and "cannot listen" in r.stderr and "Traceback" not in r.stderr
         assert not (data_dir / "pg").exists()  # failed before creating anything
+
+
+def test_gateway_and_scheduler_as_separate_processes(tmp_path: Path, db_url: str) -> None:
+    """The production topology: the API in `kiln gateway`, dispatch in `kiln scheduler`."""
+    import shutil
+
+    from tests.conftest import ROOT
+
+    shop = tmp_path / "shop"
+    shutil.copytree(ROOT / "examples" / "shop", shop)
+    env = kiln_env(KILN_DATABASE_URL=db_url, KILN_DATA_DIR=str(tmp_path / "data"))
+    assert run_kiln(["admin", "create-account", "split"], env=env).returncode == 0
+    r = run_kiln(
+        ["admin", "create-token", "--account", "split", "--name", "ci", "--role", "owner"], env=env
+    )
+    token = r.stdout.strip().splitlines()[-1]
+    port = free_port()
+    # workers started by the scheduler reach the API at the gateway's address
+    env["KILN_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
+    gateway = KilnProcess(["gateway", "--port", str(port)], env=env)
+    sched_port = free_port()
+    scheduler = KilnProcess(["scheduler", "--port", str(sched_port)], env=env)
+    try:
+        gateway.wait_ready()
+        assert _get(f"{gateway.url}/readyz")[0] == 200
+
+        def gql(query: str, variables: dict | None = None) -> dict:
+            req = urllib.request.Request(
+                f"{gateway.url}/graphql",
+                method="POST",
+                data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                body = json.loads(resp.read())
+            assert not body.get("errors"), body
+            return body["data"]
+
+        project = gql(
+            """mutation($i: CreateProjectInput!) { createProject(input: $i) {
+            project { id } errors { message } } }""",
+            {"i": {"name": "shop", "bundledPath": str(shop)}},
+        )["createProject"]
+        assert not project["errors"], project
+        pid = project["project"]["id"]
+        conn = gql(
+            """mutation($i: CreateConnectionInput!) { createConnection(input: $i) {
+            connection { id } errors { message } } }""",
+            {
+                "i": {
+                    "name": "duck",
+                    "adapterType": "duckdb",
+                    "details": {"path": str(tmp_path / "wh.duckdb")},
+                }
+            },
+        )["createConnection"]
+        assert not conn["errors"], conn
+        envm = gql(
+            """mutation($i: CreateEnvironmentInput!) { createEnvironment(input: $i) {
+            environment { id } errors { message } } }""",
+            {
+                "i": {
+                    "projectId": pid,
+                    "name": "prod",
+                    "kind": "deployment",
+                    "connectionId": conn["connection"]["id"],
+                }
+            },
+        )["createEnvironment"]
+        assert not envm["errors"], envm
+        job = gql(
+            """mutation($i: CreateJobInput!) { createJob(input: $i) {
+            job { id } errors { message } } }""",
+            {
+                "i": {
+                    "environmentId": envm["environment"]["id"],
+                    "name": "build",
+                    "steps": ["dbt seed"],
+                }
+            },
+        )["createJob"]
+        assert not job["errors"], job
+        run = gql(
+            """mutation($j: ID!) { triggerJobRun(jobId: $j, cause: "split test") {
+            run { id } errors { message } } }""",
+            {"j": job["job"]["id"]},
+        )["triggerJobRun"]
+        assert not run["errors"], run
+        scheduler.wait_ready_line("scheduler is ready")
+        deadline = time.monotonic() + 120
+        while True:
+            status = gql(
+                "query($r: ID!) { run(id: $r) { status statusMessage } }", {"r": run["run"]["id"]}
+            )["run"]
+            if status["status"] in ("success", "error", "cancelled"):
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(0.5)
+        assert status["status"] == "success", (status, "".join(scheduler.stderr)[-2000:])
+    finally:
+        assert gateway.stop() == 0
+        assert scheduler.stop() == 0
