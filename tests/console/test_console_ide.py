@@ -22,6 +22,21 @@ WATCH_STATES = """() => {
 }"""
 
 
+# Records the command bar's state when dbt's first output line is rendered.
+WATCH_OUTPUT = """() => {
+  window.__firstOutput = null;
+  const obs = new MutationObserver(() => {
+    const row = [...document.querySelectorAll('#panel-command .logline')]
+      .find((r) => Number(r.dataset.seq) > 1 && !r.textContent.includes('$ dbt'));
+    if (!row || window.__firstOutput) return;
+    window.__firstOutput = { state: document.querySelector('#command-state').dataset.state,
+                             cancel: !document.querySelector('#command-cancel').disabled };
+    obs.disconnect();
+  });
+  obs.observe(document.querySelector('#panel-command'), { childList: true, subtree: true });
+}"""
+
+
 def test_develop_in_the_browser(kiln: Kiln, open_page: Any) -> None:
     page = open_page((1500, 950))
     login_demo(page, kiln)
@@ -46,6 +61,14 @@ def test_develop_in_the_browser(kiln: Kiln, open_page: Any) -> None:
     page.keyboard.press("Control+End")
     page.keyboard.type("\n-- reviewed in the Kiln console\n")
     page.wait_for_selector(".tab.dirty")
+    page.keyboard.press("Tab")  # Tab indents...
+    assert page.input_value("#editor").endswith("console\n    ")
+    page.keyboard.press("Shift+Tab")  # ...Shift-Tab outdents...
+    assert page.input_value("#editor").endswith("console\n")
+    page.keyboard.press("Escape")  # ...and Escape, Tab leaves the editor
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.id") == "save"
+    page.click("#editor")
     page.keyboard.press("Control+s")
     page.wait_for_selector("#editor-status:has-text('Saved')")
     page.wait_for_selector(".tab:not(.dirty)")
@@ -60,10 +83,12 @@ def test_develop_in_the_browser(kiln: Kiln, open_page: Any) -> None:
     # dbt build from the command bar, output streamed
     page.click("#tab-command")
     page.fill("#command", "build")
+    page.evaluate(WATCH_OUTPUT)
     page.click("#command-run")
     page.wait_for_selector("#command-cancel:not([disabled])")
-    page.wait_for_selector("#panel-command .logline:has-text('Running with dbt')", timeout=60_000)
     page.wait_for_selector("#command-state[data-state=success]", timeout=300_000)
+    first = page.evaluate("() => window.__firstOutput")
+    assert first == {"state": "running", "cancel": True}, first  # streamed, not at the end
     assert page.locator("#panel-command .logline:has-text('Completed successfully')").count() == 1
 
     # preview the model's rows, with a row limit

@@ -33,6 +33,13 @@ export class RunTable {
     this._redraw();
   }
 
+  /** Older runs (the next page): the table grows to hold them. */
+  addOlder(runs) {
+    this.limit += runs.length;
+    for (const r of runs) if (!this.runs.has(r.databaseId)) this.runs.set(r.databaseId, r);
+    this._redraw();
+  }
+
   upsert(run) {
     const old = this.runs.get(run.databaseId);
     if (old && old.updatedAt && run.updatedAt && old.updatedAt > run.updatedAt) return; // stale event

@@ -243,11 +243,22 @@ export async function render(main, _params, scope) {
       if (!stopping) {
         stateEl.textContent = "Disconnected from the develop server.";
         const again = h("button", { type: "button", id: "ide-reconnect" }, "Reconnect");
-        again.addEventListener("click", async () => { layout.remove(); replace(layout); await refresh(); });
+        again.addEventListener("click", () => {
+          layout.remove();
+          replace(layout);
+          refresh().catch((err) => toast(err.message, "error"));
+        });
         replace(controls, again);
       }
     });
-    const info = await rpc.call("session.info");
+    let info;
+    try {
+      info = await rpc.call("session.info");
+    } catch (err) {
+      stateEl.textContent = `The develop server does not answer: ${err.message}`;
+      return;
+    }
+    if (scope.closed) return;
     start.hidden = true;
     replace(layout);
     main.append(layout);

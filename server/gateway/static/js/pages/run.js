@@ -42,8 +42,12 @@ function facts(run) {
     ["Git", run.gitSha ? `${run.gitBranch || ""} ${run.gitSha.slice(0, 10)}`.trim() : run.gitBranch || "—"],
     ["Attempt", String(run.attempt)],
   ];
-  if (run.statusMessage) rows.push(["Message", h("span", { class: run.status === "error" ? "error" : "" }, run.statusMessage)]);
-  return h("dl", { class: "facts" }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+  return [
+    h("dl", { class: "facts" }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
+    run.statusMessage
+      ? h("p", { class: `notice${run.status === "error" ? " error" : ""}`, id: "run-message" }, run.statusMessage)
+      : null,
+  ];
 }
 
 export async function render(main, params, scope) {
