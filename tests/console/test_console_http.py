@@ -28,6 +28,8 @@ def test_index_at_root_and_client_routes(kiln: Kiln) -> None:
     csp = headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "default-src 'none'" in csp
     assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    host = kiln.url.split("://", 1)[1]
+    assert f"connect-src 'self' ws://{host} wss://{host};" in csp
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["X-Frame-Options"] == "DENY"
     html = body.decode()
