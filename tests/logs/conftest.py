@@ -181,7 +181,8 @@ class Client:
         while True:
             msg = await asyncio.wait_for(self.ws.receive(), timeout)
             if msg.type != aiohttp.WSMsgType.TEXT:
-                return {"type": "closed", "code": self.ws.close_code, "msg": msg}
+                code = msg.data if msg.type == aiohttp.WSMsgType.CLOSE else self.ws.close_code
+                return {"type": "closed", "code": code, "msg": msg}
             doc = json.loads(msg.data)
             if doc["type"] in ("ka", "ping", "pong"):
                 if doc["type"] == "ping":
