@@ -1,7 +1,9 @@
 """Warehouse connections: the adapter type and non-secret details (host, port, database, path).
 
 Secrets never go here: a detail named like a secret (``password``, ``token``...)
-is refused and belongs in Credentials. A connection that a live environment
+is refused and belongs in Credentials. A DuckDB ``path`` names a file on the
+server that the run workers write, so, like a project's bundled path, only
+the account owner may set one, and it must be absolute. A connection that a live environment
 uses cannot be deleted (the environment would silently lose it).
 """
 
@@ -47,9 +49,23 @@ def _clean(values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _check_server_path(actor: Actor, adapter: str, details: Mapping[str, Any] | None) -> None:
+    path = (details or {}).get("path")
+    if adapter != "duckdb" or path in (None, ":memory:"):
+        return
+    if actor.role != "owner":
+        raise ValidationFailed(
+            "only the account owner may point a DuckDB connection at a server file",
+            field="details.path",
+        )
+    if not isinstance(path, str) or not path.startswith("/") or "\x00" in path:
+        raise ValidationFailed("a DuckDB path must be an absolute file path", field="details.path")
+
+
 async def create_connection(actor: Actor, values: Mapping[str, Any]) -> Connection:
     actor.require(Action.EDIT_PROJECTS)
     data = _clean({"name": None, "adapter_type": None, **values})
+    _check_server_path(actor, data["adapter_type"], data.get("details"))
     try:
         async with in_transaction():
             conn = await Connection.create(account_id=actor.account_id, **data)
@@ -69,6 +85,10 @@ async def update_connection(
     actor.require(Action.EDIT_PROJECTS)
     conn = await actor.get(Connection, connection_id, what="connection")
     data = _clean(changes)
+    if "details" in data or "adapter_type" in data:
+        _check_server_path(
+            actor, data.get("adapter_type", conn.adapter_type), data.get("details", conn.details)
+        )
     for key, value in data.items():
         setattr(conn, key, value)
     try:

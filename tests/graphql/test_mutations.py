@@ -411,3 +411,19 @@ async def test_memberships(api, tenant) -> None:
     )
     assert rm["errors"] == []
     assert {"member.add", "member.role", "member.remove"} <= set(await audit_actions(tenant))
+
+
+async def test_duckdb_file_paths_are_for_owners_only(api, tenant) -> None:
+    from tests.graphql.conftest import token_for
+
+    q = """mutation($p: JSON) { createConnection(input: {name: "d%s", adapterType: "duckdb",
+           details: $p}) { connection { id } errors { field message } } }"""
+    admin = await token_for(tenant, "admin")
+    refused = await api.mutate(q % "1", {"p": {"path": "/tmp/other-tenant.duckdb"}}, token=admin)
+    assert refused["connection"] is None
+    assert refused["errors"][0]["field"] == "details.path"
+    owner = await token_for(tenant, "owner")
+    relative = await api.mutate(q % "2", {"p": {"path": "rel.duckdb"}}, token=owner)
+    assert relative["errors"][0]["field"] == "details.path"
+    ok = await api.mutate(q % "3", {"p": {"path": "/tmp/mine.duckdb"}}, token=owner)
+    assert ok["errors"] == [] and ok["connection"]["id"]
