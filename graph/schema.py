@@ -20,6 +20,7 @@ from graph import errors as errors_
 from graph.limits import Limits
 from graph.mutations import Mutation
 from graph.mutations.ide import IdeQueries
+from graph.mutations.webhooks import WebhookQueries
 from graph.queries import Query as DomainQuery
 from graph.subscriptions import Subscription
 from graph.types.account import Account, Membership, Token, User
@@ -50,7 +51,7 @@ NODE_TYPES: list[Any] = [
 
 
 @strawberry.type
-class Query(DomainQuery, IdeQueries):
+class Query(DomainQuery, IdeQueries, WebhookQueries):
     @strawberry.field(description="The server's version (needs no credentials).")
     def version(self) -> str:
         return __version__

@@ -10,6 +10,7 @@ from graph.mutations.ide import IdeMutations
 from graph.mutations.jobs import JobMutations
 from graph.mutations.projects import ProjectMutations
 from graph.mutations.warehouse import WarehouseMutations
+from graph.mutations.webhooks import WebhookMutations
 
 Mutation = merge_types(
     "Mutation",
@@ -20,5 +21,6 @@ Mutation = merge_types(
         JobMutations,
         AccessMutations,
         IdeMutations,
+        WebhookMutations,
     ),
 )
