@@ -84,7 +84,7 @@ class Kiln:
             return json.loads(resp.read())
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def kiln(make_database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kiln]:
     """`kiln up --demo` on a fresh database and data dir, plus a viewer in the demo account."""
     data = tmp_path_factory.mktemp("console") / "data"
@@ -121,8 +121,10 @@ def kiln(make_database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ki
         proc.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
+    """Package-scoped on purpose: while sync Playwright is open its event loop counts as
+    running in this thread, so it must be closed before the async tests of other packages."""
     executable = chromium_executable()
     try:
         from playwright.sync_api import sync_playwright

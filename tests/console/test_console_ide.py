@@ -101,11 +101,30 @@ def test_develop_in_the_browser(kiln: Kiln, open_page: Any) -> None:
     assert page.locator("#lineage svg .node").count() >= 3
     screenshot(page, "ide")
 
-    # commit the change
+    # a command can be cancelled while it runs
+    page.click("#tab-command")
+    page.fill("#command", "build")
+    page.click("#command-run")
+    page.wait_for_selector("#command-cancel:not([disabled])")
+    page.wait_for_selector("#panel-command .logview:not([data-count='0']):not([data-count='1'])")
+    page.click("#command-cancel")
+    page.wait_for_selector("#command-state[data-state=cancelled]", timeout=60_000)
+
+    # the diff, then commit the change
+    page.click("#git-diff-btn")
+    page.wait_for_selector("#git-diff:has-text('+-- reviewed in the Kiln console')")
     page.fill("#commit-message", "Review stg_customers in the console")
     page.click("#git-commit")
     page.wait_for_selector("#git-output:has-text('Committed')")
     page.wait_for_selector("#git-files li:has-text('No changes.')")
+
+    # leaving and coming back resumes the ready session at once
+    page.click("nav a[href='/jobs']")
+    page.wait_for_selector("table.jobs")
+    page.click("nav a[href='/develop']")
+    page.wait_for_selector("#ide-state[data-state=ready]")
+    page.wait_for_selector("#ide-stop")
+    assert page.locator("#ide-start").is_hidden()
 
     page.click("#ide-stop")
     page.wait_for_selector("#ide-state[data-state=stopped]", timeout=60_000)

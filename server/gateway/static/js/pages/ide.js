@@ -180,7 +180,7 @@ function workbench(main, rpc, scope, info) {
 
   main.append(
     h("nav", { class: "ide-tree", "aria-label": "Files" },
-      h("div", { class: "toolbar" }, h("h2", { class: "sr-only" }, "Files"), button("Refresh", "tree-refresh", refreshTree)),
+      h("div", { class: "toolbar tree-bar" }, h("h2", {}, "Files"), button("Refresh", "tree-refresh", refreshTree)),
       tree.el),
     h("section", { class: "ide-center", "aria-label": "Editor" },
       editor.el,
@@ -314,6 +314,12 @@ export async function render(main, _params, scope) {
     const st = s ? s.state : "none";
     stateEl.dataset.state = st;
     if (st === "ready") { connect(); return; }
+    if (rpc) { // stopped elsewhere (another tab, the idle culler): the workbench goes
+      const old = rpc;
+      rpc = null;
+      old.close();
+    }
+    layout.remove();
     stateEl.textContent = s ? STATES[st] || st : "No session yet";
     const startBtn = h("button", { type: "button", class: "primary", id: "ide-start" }, s && s.state !== "stopped" ? "Start again" : "Start IDE session");
     startBtn.addEventListener("click", () => startSession(startBtn));
