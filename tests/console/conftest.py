@@ -116,9 +116,26 @@ def kiln(make_database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ki
         )
         assert made.returncode == 0, made.stderr
         assert proc.url is not None
-        yield Kiln(proc.url, demo, env, data)
+        k = Kiln(proc.url, demo, env, data)
+        yield k
+        stop_ide_session(k)
     finally:
         proc.stop()
+
+
+def stop_ide_session(k: Kiln) -> None:
+    """A develop server outlives `kiln up` by design (re-attached on restart): a test that
+    failed before stopping its IDE session must not leave one behind."""
+    token, project = k.demo["token"], k.demo["project_id"]
+    found = k.graphql(
+        "query($p: ID) { ideSession(projectId: $p) { id state } }", {"p": project}, token=token
+    )["data"]["ideSession"]
+    if found and found["state"] in ("pending", "ready"):
+        k.graphql(
+            "mutation($id: ID!) { stopIdeSession(id: $id) { errors { code } } }",
+            {"id": found["id"]},
+            token=token,
+        )
 
 
 @pytest.fixture(scope="package")
