@@ -1,8 +1,9 @@
 """Artifact downloads for users: ``GET /api/runs/{run}/artifacts[/{path}]``.
 
 Authorized like the run itself: ``Authorization: Bearer <token>`` (or
-``Token <token>``) resolves to an actor in the token's account, and a run of
-another account is 404, the same answer as a run that does not exist. The run
+``Token <token>``), or the browser's session cookie, acting in the account
+that owns the run; a run of an account the caller is not in is 404, the same
+answer as a run that does not exist. The run
 is an integer id or a Relay global id (``Run:<pk>``). ``?step=N`` picks the
 step; without it the latest step that wrote the path. The body is streamed
 from the object store, never loaded whole; ``X-Kiln-Sha256`` carries the
@@ -17,8 +18,10 @@ from aiohttp import web
 
 from server.gateway.app import PLATFORM
 from server.ids import InvalidId, from_global_id
+from server.models import Run
 from server.services import artifacts
-from server.services.actor import Actor, principal_from_token
+from server.services.actor import Actor
+from server.services.auth import SESSION_COOKIE, authenticate, credentials_from_headers
 from server.services.errors import DomainError, Forbidden, NotFound
 
 
@@ -27,11 +30,22 @@ def _status(exc: DomainError) -> int:
 
 
 async def _actor(request: web.Request) -> Actor | None:
-    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() not in ("bearer", "token") or not secret.strip():
+    """The caller acting in the run's own account (a cookie user may be in several)."""
+    presented = credentials_from_headers(
+        request.headers.get("Authorization"), request.cookies.get(SESSION_COOKIE)
+    )
+    principal = await authenticate(presented)
+    if principal is None:
         return None
-    principal = await principal_from_token(secret.strip())
-    return principal.actor() if principal is not None else None
+    try:
+        run_id = _run_id(request.match_info["run"])
+    except NotFound:
+        return principal.actor(principal.account_ids[0]) if principal.account_ids else None
+    account_id = await Run.filter(id=run_id).first().values_list("account_id", flat=True)
+    if account_id is None or account_id not in principal.account_ids:
+        # not theirs, or missing: the actor of their own account then answers "not found"
+        return principal.actor(principal.account_ids[0]) if principal.account_ids else None
+    return principal.actor(account_id)
 
 
 def _run_id(raw: str) -> int:

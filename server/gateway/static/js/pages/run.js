@@ -105,7 +105,10 @@ export async function render(main, params, scope) {
       return;
     }
     replace(artifactsEl, run.artifacts.map((a) =>
-      h("li", {}, h("code", { title: `step ${a.stepIndex}` }, a.path), h("span", { class: "muted" }, bytes(a.size)))));
+      h("li", {},
+        h("a", { href: `/api/runs/${run.databaseId}/artifacts/${a.path.split("/").map(encodeURIComponent).join("/")}?step=${a.stepIndex}`,
+                 download: a.path.split("/").pop(), title: `step ${a.stepIndex}` }, h("code", {}, a.path)),
+        h("span", { class: "muted" }, bytes(a.size)))));
   };
 
   const drawActions = () => {
