@@ -46,6 +46,7 @@ from server.services.permissions import Action
 log = logging.getLogger("kiln.ide")
 CHANNEL = "ide_events"
 ACTIVITY_THROTTLE = 30.0
+SPAWN_TIMEOUT = 330.0  # longer than any spawner's own start timeout
 LIVE = ("pending", "ready")
 
 
@@ -262,6 +263,10 @@ class Broker:
         ):
             if session.id in self._tasks:
                 continue
+            shared = session.spawner != "local"  # several gateways share pod-backed sessions
+            recent = datetime.now(UTC) - session.updated_at < timedelta(seconds=SPAWN_TIMEOUT)
+            if shared and session.state == "pending" and recent:
+                continue  # another gateway may be starting it right now
             spec = SpawnSpec(
                 session_id=session.id,
                 account_id=session.account_id,  # type: ignore[attr-defined]
