@@ -256,5 +256,5 @@ def test_gateway_and_scheduler_as_separate_processes(tmp_path: Path, db_url: str
             time.sleep(0.5)
         assert status["status"] == "success", (status, "".join(scheduler.stderr)[-2000:])
     finally:
-        assert gateway.stop() == 0
-        assert scheduler.stop() == 0
+        assert gateway.stop() == 0, "".join(gateway.stderr)[-3000:]
+        assert scheduler.stop() == 0, "".join(scheduler.stderr)[-3000:]

@@ -10,6 +10,7 @@ on ``--port`` (default 8581) for probes and Prometheus.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,8 @@ from server.events import EventListener
 from server.platform import Platform
 from server.scheduler.daemon import Scheduler
 from server.serve import bind_socket
+
+log = logging.getLogger("kiln.scheduler")
 
 # extra background work that other areas contribute: (name, interval, factory(platform) -> fn)
 EXTRA_TASKS: list[tuple[str, float, Callable[[Platform], Callable[[], Awaitable[object]]]]] = []
@@ -149,10 +152,14 @@ async def run_scheduler(settings: Settings, port: int) -> None:
         )
         await stop.wait()
     finally:
-        if stop_engine is not None:
-            await stop_engine()
-        if stopper is not None:
-            await stopper()
+        # each part stops on its own: one failing must not leave the others running
+        for name, fn in (("runs", stop_engine), ("scheduler", stopper)):
+            if fn is None:
+                continue
+            try:
+                await fn()
+            except Exception:
+                log.exception("stopping %s failed", name)
         if runner is not None:
             await runner.cleanup()
         sock.close()

@@ -76,8 +76,16 @@ async def test_two_schedulers_fire_each_tick_once_and_hand_over(db_url, tmp_path
         text = _metrics(ports[leaders[0]])
         for task in ("cron", "cleanup", "chain-scan", "ide-cull"):  # each task is visible
             assert re.search(rf'^kiln_task_runs_total{{task="{task}"}} [1-9]', text, re.M), task
-        assert re.search(r'^kiln_runs_created_total{trigger="schedule"} [1-9]', text, re.M)
         assert "kiln_queue_depth" in text and "kiln_tick_lag_seconds_bucket" in text
+        # runs created so far, by whichever process led when they were due
+        created = sum(
+            float(m.group(1))
+            for port in ports
+            for m in [re.search(r'^kiln_runs_created_total{trigger="schedule"} (\S+)$',
+                                _metrics(port), re.M)]
+            if m
+        )
+        assert created >= 1, [_metrics(p) for p in ports]
         procs[leaders[0]].stop(signal.SIGKILL)
         follower = 1 - leaders[0]
         deadline = time.time() + 15
