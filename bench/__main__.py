@@ -110,9 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--quick", action="store_true", help="small loads, under 3 minutes")
     mode.add_argument("--full", action="store_true", help="full loads and installed anchors")
     p.add_argument("--only", action="append", default=[], choices=MODULES)
+    p.add_argument("--smoke", action="store_true", help="smallest loads (the test suite's check)")
     p.add_argument("--json", type=Path, help="where to write the rows (default bench/results/)")
     args = p.parse_args(argv)
     quick = not args.full
+    if args.smoke:
+        os.environ["KILN_BENCH_SMOKE"] = "1"
+        quick = True
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     rows = asyncio.run(run_all(quick, args.only))
     print(f"\nKiln benchmarks ({'quick' if quick else 'full'} mode) on {machine()}\n")

@@ -14,6 +14,9 @@ import asyncpg
 
 from server.db import credentials, migrate
 
+# the suite's smoke test: the smallest loads that still produce every row
+SMOKE = os.environ.get("KILN_BENCH_SMOKE") == "1"
+
 SERVER_URL = os.environ.get(
     "KILN_BENCH_DATABASE_URL",
     os.environ.get("KILN_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
@@ -57,6 +60,16 @@ def pct(values: list[float], p: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1]
 
 
+def database_url(name: str) -> str:
+    """The URL of database ``name`` on the bench's PostgreSQL server (TCP or Unix socket)."""
+    creds = credentials(SERVER_URL)
+    host = creds["host"]
+    if host.startswith("/"):
+        return f"postgresql://{creds['user']}@/{name}?host={host}&port={creds['port']}"
+    auth = creds["user"] + (f":{creds['password']}" if creds["password"] else "")
+    return f"postgresql://{auth}@{host}:{creds['port']}/{name}"
+
+
 @asynccontextmanager
 async def scratch_database() -> AsyncIterator[str]:
     """A migrated database that is dropped afterwards."""
@@ -64,13 +77,7 @@ async def scratch_database() -> AsyncIterator[str]:
     creds = credentials(SERVER_URL)
     admin = await asyncpg.connect(**creds)
     await admin.execute(f'CREATE DATABASE "{name}"')
-    host = creds["host"]
-    auth = creds["user"] + (f":{creds['password']}" if creds["password"] else "")
-    url = (
-        f"postgresql://{creds['user']}@/{name}?host={host}&port={creds['port']}"
-        if host.startswith("/")
-        else f"postgresql://{auth}@{host}:{creds['port']}/{name}"
-    )
+    url = database_url(name)
     try:
         await migrate(url)
         yield url

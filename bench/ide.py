@@ -71,13 +71,14 @@ def _cli(workspace: Path, profiles: Path, *args: str) -> float:
 
 
 async def run(quick: bool) -> list[dict[str, Any]]:
+    from bench.common import SMOKE
     from ide_broker.broker import Broker
     from server.gateway.app import build_app
     from server.gateway.ide import make_resolver
     from server.gateway.ide_proxy import serve
 
-    rounds = 10 if quick else 40
-    cli_rounds = 2 if quick else 5
+    rounds = 3 if SMOKE else 10 if quick else 40
+    cli_rounds = 1 if SMOKE else 2 if quick else 5
     tmp = Path(tempfile.mkdtemp(prefix="kiln-bench-ide-"))
     shop = tmp / "shop"
     shutil.copytree(

@@ -564,10 +564,12 @@ def _row(
 async def run(quick: bool) -> list[dict[str, Any]]:
     """Measure and return the table rows (see the module docstring)."""
     rounds = 3
-    n_rtt = 2000 if quick else 20000
-    n_ws_rtt = 1500 if quick else 10000
-    tput_seconds = 1.0 if quick else 5.0
-    n_setup = 100 if quick else 300
+    from bench.common import SMOKE
+
+    n_rtt = 200 if SMOKE else 2000 if quick else 20000
+    n_ws_rtt = 200 if SMOKE else 1500 if quick else 10000
+    tput_seconds = 0.5 if SMOKE else 1.0 if quick else 5.0
+    n_setup = 20 if SMOKE else 100 if quick else 300
     n_idle = 1000
 
     procs: list[_Proc] = []

@@ -161,8 +161,10 @@ async def _seed(shop: Path, work: Path) -> tuple[int, int, int]:
 
 
 async def run(quick: bool) -> list[dict[str, Any]]:
-    rounds = int(os.environ.get("KILN_BENCH_ROUNDS", 3 if quick else 5))
-    n_latency = int(os.environ.get("KILN_BENCH_LATENCY_N", 10 if quick else 30))
+    from bench.common import SMOKE
+
+    rounds = int(os.environ.get("KILN_BENCH_ROUNDS", 1 if SMOKE else 2 if quick else 5))
+    n_latency = int(os.environ.get("KILN_BENCH_LATENCY_N", 3 if SMOKE else 6 if quick else 30))
     shop = examples_dir() / "shop"
     work = Path(tempfile.mkdtemp(prefix="kiln-bench-runs-"))
     kiln_s: list[float] = []
