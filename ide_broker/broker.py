@@ -208,19 +208,7 @@ class Broker:
         if session.state in ("stopped", "failed") and task is None:
             return session
         await self._set_state(session.id, "stopping")
-        spawner = self._spawners.pop(session.id, None)
-        if spawner is None:
-            spec = SpawnSpec(
-                session_id=session.id,
-                account_id=session.account_id,  # type: ignore[attr-defined]
-                user_id=session.user_id,
-                project_id=session.project_id,  # type: ignore[attr-defined]
-                secret="",
-                workspace_key="",
-                project_source="",
-            )
-            spawner = self._spawner(spec, session.spawner)
-            spawner.load_state(session.spawner_state or {})
+        spawner = self._spawners.pop(session.id, None) or self._recorded_spawner(session)
         try:
             await spawner.stop()
         except Exception as exc:
@@ -256,6 +244,21 @@ class Broker:
         return session, secret
 
     # -- background duties ---------------------------------------------------
+    def _recorded_spawner(self, session: IdeSession) -> Spawner:
+        """A spawner for a session started elsewhere (another process, before a restart)."""
+        spec = SpawnSpec(
+            session_id=session.id,
+            account_id=session.account_id,  # type: ignore[attr-defined]
+            user_id=session.user_id,  # type: ignore[attr-defined]
+            project_id=session.project_id,  # type: ignore[attr-defined]
+            secret="",
+            workspace_key="",
+            project_source="",
+        )
+        spawner = self._spawner(spec, session.spawner)
+        spawner.load_state(session.spawner_state or {})
+        return spawner
+
     async def reattach(self) -> dict[str, int]:
         counts = {"kept": 0, "stopped": 0}
         for session in await IdeSession.filter(
@@ -267,17 +270,7 @@ class Broker:
             recent = datetime.now(UTC) - session.updated_at < timedelta(seconds=SPAWN_TIMEOUT)
             if shared and session.state == "pending" and recent:
                 continue  # another gateway may be starting it right now
-            spec = SpawnSpec(
-                session_id=session.id,
-                account_id=session.account_id,  # type: ignore[attr-defined]
-                user_id=session.user_id,
-                project_id=session.project_id,  # type: ignore[attr-defined]
-                secret="",
-                workspace_key="",
-                project_source="",
-            )
-            spawner = self._spawner(spec, session.spawner)
-            spawner.load_state(session.spawner_state or {})
+            spawner = self._recorded_spawner(session)
             alive = session.state == "ready" and await spawner.poll() is None
             if alive and session.endpoint_host and session.endpoint_port:
                 try:

@@ -83,17 +83,21 @@ async def download(request: web.Request) -> web.StreamResponse:
     actor = await _actor(request)
     if actor is None:
         return web.json_response({"error": "authentication required"}, status=401)
-    platform = request.app[PLATFORM]
     try:
         dl = await artifacts.open_download(
             actor,
-            platform.store,
+            request.app[PLATFORM].store,
             _run_id(request.match_info["run"]),
             request.match_info["path"],
             _step(request),
         )
     except DomainError as exc:
         return web.json_response({"error": exc.message}, status=_status(exc))
+    return await send_download(request, dl)
+
+
+async def send_download(request: web.Request, dl: artifacts.Download) -> web.StreamResponse:
+    """Stream an opened artifact (shared with the REST API's raw artifact routes)."""
     art = dl.artifact
     ctype = mimetypes.guess_type(art.path)[0] or "application/octet-stream"
     resp = web.StreamResponse(

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import mimetypes
-
 from aiohttp import web
 
 from server.gateway.app import PLATFORM
+from server.gateway.artifacts import send_download
 from server.gateway.rest import envelope
 from server.gateway.rest.auth import endpoint
 from server.gateway.rest.common import include_related, present_runs
@@ -108,21 +107,7 @@ async def stream_artifact(
     dl = await artifacts.open_download(
         actor, request.app[PLATFORM].store, run_id, path, _step(request)
     )
-    art = dl.artifact
-    ctype = mimetypes.guess_type(art.path)[0] or "application/octet-stream"
-    resp = web.StreamResponse(
-        headers={
-            "Content-Type": ctype,
-            "Content-Length": str(art.size),
-            "X-Kiln-Sha256": art.sha256,
-            "Cache-Control": "private, no-store",
-        }
-    )
-    await resp.prepare(request)
-    async for chunk in dl.chunks:
-        await resp.write(chunk)
-    await resp.write_eof()
-    return resp
+    return await send_download(request, dl)
 
 
 @endpoint
