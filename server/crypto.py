@@ -47,18 +47,28 @@ def parse_keys(raw: str) -> tuple[str, ...]:
 
 
 def ensure_secret_keys(data_dir: Path, configured: tuple[str, ...]) -> tuple[str, ...]:
-    """Configured keys, else the key file under the data dir, created on first start."""
+    """Configured keys, else the key file under the data dir, created on first start.
+
+    Several processes may start on a fresh data dir at once: the key is written
+    to a private temporary file and hard-linked into place, so exactly one key
+    wins and nobody ever reads a half-written file.
+    """
     if configured:
         return configured
     path = data_dir / "secret.key"
-    if path.exists():
-        return parse_keys(path.read_text())
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = Fernet.generate_key().decode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(key + "\n")
-    return (key,)
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = data_dir / f".secret.key.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(Fernet.generate_key().decode() + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process won the race: use its key
+        finally:
+            tmp.unlink(missing_ok=True)
+    return parse_keys(path.read_text())
 
 
 @lru_cache(maxsize=8)

@@ -78,3 +78,12 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
     )
     assert s3.s3 is not None and s3.s3.bucket == "kiln-art" and s3.s3.prefix == "prod/x"
     assert s3.port == 9999
+
+
+def test_secret_key_creation_race_has_one_winner(tmp_path: Path) -> None:
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        keys = list(ex.map(lambda _: crypto.ensure_secret_keys(tmp_path, ()), range(16)))
+    assert len(set(keys)) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["secret.key"]

@@ -14,9 +14,10 @@ import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
 
-from server.models import Job, Run
+import asyncpg
+
+from server.db import credentials, migrate
 from tests.conftest import free_port
-from tests.factories import make_tenant
 from tests.kiln_process import KilnProcess, kiln_env
 
 SPEED = 120.0
@@ -42,17 +43,50 @@ class SchedulerProcess(KilnProcess):
         return time.monotonic() - start
 
 
-async def test_two_schedulers_fire_each_tick_once_and_hand_over(db_url, tmp_path, platform):
-    t = await make_tenant(project_path=str(tmp_path / "no-project"))
+async def _seed(url: str, start: datetime, project_path: str) -> tuple[asyncpg.Connection, int]:
+    """A job due every 5 minutes in a database of its own (no other test's jobs or runs)."""
+    conn = await asyncpg.connect(**credentials(url))
+    account = await conn.fetchval(
+        "INSERT INTO account (name, run_slots, created_at, updated_at)"
+        " VALUES ('ha', 1, now(), now()) RETURNING id"
+    )
+    project = await conn.fetchval(
+        "INSERT INTO project (account_id, name, description, bundled_path, subdirectory,"
+        " default_branch, created_at, updated_at)"
+        " VALUES ($1, 'p', '', $2, '', 'main', now(), now()) RETURNING id",
+        account,
+        project_path,
+    )
+    env = await conn.fetchval(
+        "INSERT INTO environment (account_id, project_id, name, kind, dbt_version, target_name,"
+        " threads, created_at, updated_at)"
+        " VALUES ($1, $2, 'prod', 'deployment', '1.11', 'prod', 4, now(), now()) RETURNING id",
+        account,
+        project,
+    )
+    # catch-up covers ticks that fall while a (slow-starting, or dying) leader is not
+    # evaluating, so the assertion is about "exactly once", not about start-up speed
+    job = await conn.fetchval(
+        "INSERT INTO job (account_id, project_id, environment_id, name, description, steps,"
+        " generate_docs, run_freshness, timeout_seconds, priority, cron, timezone, catchup,"
+        " catchup_cap, schedule_epoch, trigger_statuses, triggers, created_at, updated_at)"
+        " VALUES ($1, $2, $3, 'ha', '', '[\"dbt build\"]', false, false, 0, 0, '*/5 * * * *',"
+        " 'UTC', 'latest', 12, $4, '[]', '{}', $5, now()) RETURNING id",
+        account,
+        project,
+        env,
+        start - timedelta(seconds=1),
+        start - timedelta(days=1),
+    )
+    return conn, job
+
+
+async def test_two_schedulers_fire_each_tick_once_and_hand_over(make_database, tmp_path):
+    db_url = make_database()
+    await migrate(db_url)
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
     start = start.replace(minute=0, second=0)
-    await Job.filter(id=t.job.id).update(
-        cron="*/5 * * * *",
-        schedule_epoch=start - timedelta(seconds=1),
-        created_at=start - timedelta(days=1),
-        next_tick_at=None,
-        last_tick_at=None,
-    )
+    conn, job_id = await _seed(db_url, start, str(tmp_path / "no-project"))
     origin = time.time() + 3.0  # both processes share the simulated origin
     env = kiln_env(
         KILN_DATABASE_URL=db_url,
@@ -81,8 +115,11 @@ async def test_two_schedulers_fire_each_tick_once_and_hand_over(db_url, tmp_path
         created = sum(
             float(m.group(1))
             for port in ports
-            for m in [re.search(r'^kiln_runs_created_total{trigger="schedule"} (\S+)$',
-                                _metrics(port), re.M)]
+            for m in [
+                re.search(
+                    r'^kiln_runs_created_total{trigger="schedule"} (\S+)$', _metrics(port), re.M
+                )
+            ]
             if m
         )
         assert created >= 1, [_metrics(p) for p in ports]
@@ -96,7 +133,10 @@ async def test_two_schedulers_fire_each_tick_once_and_hand_over(db_url, tmp_path
         expected = [start + timedelta(minutes=5 * i) for i in range(12)]
         deadline = time.time() + 20  # a loaded machine may evaluate late; never twice
         while True:
-            ticks = sorted(r.scheduled_for for r in await Run.filter(job_id=t.job.id))
+            ticks = sorted(
+                r["scheduled_for"]
+                for r in await conn.fetch("SELECT scheduled_for FROM run WHERE job_id = $1", job_id)
+            )
             in_hour = [x for x in ticks if x < start + timedelta(hours=1)]
             if len(in_hour) >= 12 or time.time() > deadline:
                 break
@@ -104,5 +144,6 @@ async def test_two_schedulers_fire_each_tick_once_and_hand_over(db_url, tmp_path
     finally:
         for p in procs:
             p.stop()
+        await conn.close()
     logs = "\n".join("".join(p.stderr)[-3000:] for p in procs)
     assert in_hour == expected, (ticks, logs)
