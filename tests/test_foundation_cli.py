@@ -158,11 +158,16 @@ def test_unwritable_data_dir_and_port_in_use(tmp_path: Path) -> None:
         assert not (data_dir / "pg").exists()  # failed before creating anything
 
 
-def test_gateway_and_scheduler_as_separate_processes(tmp_path: Path, db_url: str) -> None:
-    """The production topology: the API in `kiln gateway`, dispatch in `kiln scheduler`."""
+def test_gateway_and_scheduler_as_separate_processes(tmp_path: Path, make_database) -> None:
+    """The production topology: the API in `kiln gateway`, dispatch in `kiln scheduler`.
+
+    On a database of its own: the scheduler dispatches every queued run it finds.
+    """
     import shutil
 
     from tests.conftest import ROOT
+
+    db_url = make_database()  # the gateway applies the migrations on start
 
     shop = tmp_path / "shop"
     shutil.copytree(ROOT / "examples" / "shop", shop)
