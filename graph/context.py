@@ -60,6 +60,12 @@ class Context:
         self._principal = None
         self._loaders.clear()
 
+    def release(self) -> None:
+        """The operation has answered: drop its loaded rows (see :meth:`Loaders.release`)."""
+        for loaders in self._loaders.values():
+            loaders.release()
+        self._loaders.clear()
+
     async def principal(self) -> Principal:
         """The authenticated caller; Unauthenticated if credentials are missing or invalid."""
         if self._principal is None:

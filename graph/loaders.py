@@ -249,6 +249,18 @@ class Loaders:
             r._l = self
         return rows
 
+    def release(self) -> None:
+        """Forget every loaded row once the request has answered.
+
+        Rows point back here (``_l``), so a request's rows and loaders form
+        cycles that only the garbage collector would free, after walking them;
+        dropping the loaders lets reference counting free them at once. A row
+        used afterwards still works: its relations load again.
+        """
+        for name, value in list(vars(self).items()):
+            if isinstance(value, Loader) or name == "_queue_loader":
+                del self.__dict__[name]
+
     async def fresh(self, kind: str, pk: int) -> Row | None:
         """The row as stored now, every column (a mutation's result)."""
         cls = ROWS[kind]

@@ -24,6 +24,7 @@ from server.events import EventListener
 from server.gateway.app import build_app
 from server.gateway.ide import make_resolver
 from server.gateway.ide_proxy import serve as serve_front
+from server.heap import settle as settle_heap
 from server.platform import Platform
 
 log = logging.getLogger("kiln.serve")
@@ -113,6 +114,7 @@ async def run_server(
         for name, start in [*(parts or []), *(engine_parts if with_runs else [])]:
             stoppers.append((name, await start(platform)))
             log.info("started %s", name)
+        settle_heap()
         scheme = "https" if settings.tls_cert else "http"
         print(f"Kiln is ready at {scheme}://{settings.host}:{port}", flush=True)
         await stop.wait()

@@ -1,6 +1,9 @@
-"""Dataloaders: listing runs with their relations costs the same SQL for 10 runs or 100."""
+"""Dataloaders: listing runs with their relations costs the same SQL for 10 runs or 100,
+and a request's rows are freed when it answers, without the garbage collector."""
 
 from __future__ import annotations
+
+import gc
 
 from bench.sqlcount import counting
 from server.services import auth
@@ -31,7 +34,7 @@ async def test_constant_sql_for_any_page_size(api, platform) -> None:
     cold = {n: await statements(api, t.token, n, cold=True) for n in (10, 100)}
     assert warm[10] == warm[100], warm
     assert cold[10] == cold[100], cold
-    # one page + one statement per relation level (+ the pool's reset); auth when not cached
+    # one page + one statement per relation level; auth when not cached
     assert warm[100] <= 14, warm
     assert cold[100] <= warm[100] + 3, cold
 
@@ -46,4 +49,25 @@ async def test_bench_query_statement_count(api, platform) -> None:
     await api.data(q, token=t.token)
     with counting() as count:
         await api.data(q, token=t.token)
-    assert count() == 5  # page, jobs, environments, steps, and the pool's reset on release
+    assert count() == 4  # page, jobs, environments, steps (released connections need no reset)
+
+
+async def test_rows_freed_when_the_request_answers(api, platform) -> None:
+    """Rows point at their request's loaders and the loaders at the rows; the view
+    breaks that cycle once the response is built, so reference counting frees a
+    page at once instead of leaving it to a collector pass over the whole heap."""
+    from graph.rows import Row
+
+    t = await make_tenant()
+    await add_runs(t, 20)
+    await api.data(QUERY, {"n": 20}, token=t.token)  # warm: caches, connections
+    gc.collect()
+    gc.disable()
+    try:
+        data = await api.data(QUERY, {"n": 20}, token=t.token)
+        assert len(data["runs"]["edges"]) == 20
+        alive = [o for o in gc.get_objects() if isinstance(o, Row)]
+    finally:
+        gc.enable()
+    assert alive == [], f"{len(alive)} rows outlived their request"
+
