@@ -51,6 +51,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from bench.dagster import dagster_python
+
 GROUP = "Live logs"
 ROOT = Path(__file__).resolve().parents[1]
 LINES_PER_BATCH = 10
@@ -526,8 +528,6 @@ async def _ingest_rate(api: _Api, runs: list[tuple[int, str, str]], seconds: flo
     return sent / elapsed
 
 
-DAGSTER_VENV = Path.home() / ".cache" / "kiln-bench" / "dagster-venv"
-DAGSTER_VERSION = "1.13.*"
 _DAGSTER_HARNESS = r'''"""Dagster on SQLite: one graphql-ws subscriber, emit-to-receive latency."""
 import asyncio, json, os, subprocess, sys, tempfile, time, urllib.request
 from pathlib import Path
@@ -643,38 +643,10 @@ finally:
 '''
 
 
-def _dagster_python() -> Path | None:
-    """Dagster lives in its own venv (its pins must not touch Kiln's); installed on demand."""
-    py = DAGSTER_VENV / "bin" / "python"
-    if not (DAGSTER_VENV / "bin" / "dagster-webserver").exists():
-        try:
-            subprocess.run([sys.executable, "-m", "venv", str(DAGSTER_VENV)], check=True)
-            subprocess.run(
-                [
-                    str(py),
-                    "-m",
-                    "pip",
-                    "install",
-                    "-q",
-                    f"dagster=={DAGSTER_VERSION}",
-                    f"dagster-webserver=={DAGSTER_VERSION}",
-                    "websockets",
-                ],
-                check=True,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                timeout=900,
-            )
-        except (subprocess.SubprocessError, OSError) as exc:
-            print(f"   Dagster not installable ({exc}); recorded figures", file=sys.stderr)
-            return None
-    return py
-
-
 async def _dagster_sqlite(seconds: float) -> tuple[float, float] | None:
     """Dagster's webserver on SQLite, one graphql-ws subscriber of a run logging 10 lines/s:
     (p50, p99) emit-to-receive in ms, measured now (full mode)."""
-    py = _dagster_python()
+    py = dagster_python()
     if py is None:
         return None
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:

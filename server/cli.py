@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gateway", help="serve the HTTP API, GraphQL and the IDE proxy")
     _add_data_dir(p)
     _add_listen(p)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="gateway processes sharing the port, e.g. one per core (default 1)",
+    )
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
 
     p = sub.add_parser("scheduler", help="cron, dispatch, run monitoring, cleanup")
     _add_data_dir(p)
@@ -165,7 +172,21 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     settings = _settings(args)
     logconfig.setup(settings.log_level)
     check_data_dir(settings.data_dir)
-    _run(lambda: run_server(settings, with_runs=False))
+    if args.workers < 1:
+        raise CliError(f"--workers must be at least 1 (got {args.workers})", 2)
+    if args.workers > 1:
+        from server.gateway_workers import supervise
+
+        if settings.database_url is None:
+            raise CliError(
+                "--workers needs an external database (KILN_DATABASE_URL or --database-url):"
+                " the embedded PostgreSQL belongs to one process",
+                2,
+            )
+        if settings.port == 0:
+            raise CliError("--workers needs a fixed --port (the workers share it)", 2)
+        return int(_run(lambda: supervise(settings, args.workers)))
+    _run(lambda: run_server(settings, with_runs=False, reuse_port=args.reuse_port))
     return 0
 
 

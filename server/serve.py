@@ -48,10 +48,12 @@ class PortInUse(Exception):
     pass
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
+def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:  # several gateway processes on one port (server.gateway_workers)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -76,8 +78,9 @@ async def run_server(
     demo: bool = False,
     parts: list[tuple[str, Part]] | None = None,
     with_runs: bool = True,
+    reuse_port: bool = False,
 ) -> None:
-    sock = bind_socket(settings.host, settings.port)
+    sock = bind_socket(settings.host, settings.port, reuse_port=reuse_port)
     port = sock.getsockname()[1]
     settings = settings.with_overrides(port=port)
     stop = asyncio.Event()
@@ -110,7 +113,8 @@ async def run_server(
         # upgrades are relayed as raw bytes, everything else goes to aiohttp
         sock.close()
         front = await serve_front(runner, settings.host, port, make_resolver(broker),
-                                  ssl=ssl_context(settings), reuse_address=True)
+                                  ssl=ssl_context(settings), reuse_address=True,
+                                  reuse_port=reuse_port or None)
         for name, start in [*(parts or []), *(engine_parts if with_runs else [])]:
             stoppers.append((name, await start(platform)))
             log.info("started %s", name)
