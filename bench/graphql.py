@@ -21,7 +21,8 @@ One run on this machine measures, side by side:
 * the ceiling of strawberry itself: the same query shape served by the same
   aiohttp/strawberry view with the same parser and validation caches, over
   50 in-memory objects with plain attributes (no database, no auth);
-* Kiln with several gateway processes sharing one port (SO_REUSEPORT);
+* ``kiln gateway --workers N`` itself: N gateway processes on one port
+  (SO_REUSEPORT), the IDE front included;
 * Dagster's webserver listing 50 of 10,000 runs (status, job name, tags; no
   step stats or times, which it resolves run by run: see
   ``bench.dagster.RUN_LIST_QUERY``) on its default SQLite storage, measured
@@ -268,10 +269,18 @@ async def _run_app(app: Any, port: int) -> None:
 
 
 async def _load(
-    port: int, token: str, seconds: float, clients: int, *, dagster: bool = False
+    port: int,
+    token: str,
+    seconds: float,
+    clients: int,
+    *,
+    dagster: bool = False,
+    counters: bool = True,
 ) -> dict[str, Any]:
     """Requests/s and latencies of ``clients`` keep-alive clients for ``seconds``; with
-    ``dagster``, Dagster's run list instead of Kiln's (and no server-side counters)."""
+    ``dagster``, Dagster's run list instead of Kiln's. Server-side counters (SQL, CPU)
+    come from ``bench.graphql``'s own servers only."""
+    counters = counters and not dagster
     import aiohttp
 
     from bench.dagster import RUN_LIST_QUERY
@@ -298,10 +307,10 @@ async def _load(
             if not await one():
                 raise RuntimeError("the server answered with an error")
         latencies.clear()
-        counters = f"http://127.0.0.1:{port}/bench/sqlcount"
+        counters_url = f"http://127.0.0.1:{port}/bench/sqlcount"
         before = after = {"statements": 0, "cpu": 0.0}
-        if not dagster:
-            async with session.get(counters) as r:
+        if counters:
+            async with session.get(counters_url) as r:
                 before = await r.json()
         deadline = time.perf_counter() + seconds
         start = time.perf_counter()
@@ -314,8 +323,8 @@ async def _load(
 
         await asyncio.gather(*(client() for _ in range(clients)))
         elapsed = time.perf_counter() - start
-        if not dagster:
-            async with session.get(counters) as r:
+        if counters:
+            async with session.get(counters_url) as r:
                 after = await r.json()
     latencies.sort()
     n = len(latencies)
@@ -343,11 +352,39 @@ class _Proc:
             if self.proc.stdin is not None:
                 with contextlib.suppress(Exception):
                     self.proc.stdin.close()
+            else:
+                self.proc.terminate()
             try:
-                await asyncio.wait_for(self.proc.wait(), 5)
+                await asyncio.wait_for(self.proc.wait(), 15)
             except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
+
+
+async def _spawn_gateway(url: str, port: int, workers: int) -> _Proc:
+    """The real ``kiln gateway --workers N`` (IDE front, broker, log hub and all)."""
+    from server import crypto
+
+    env = {**os.environ, "KILN_SECRET_KEY": crypto.generate_key()}
+    data_dir = tempfile.mkdtemp(prefix="kiln-bench-gateway-")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server.cli",
+        "gateway",
+        *("--workers", str(workers), "--port", str(port)),
+        *("--database-url", url, "--data-dir", data_dir),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        cwd=str(ROOT),
+        env=env,
+    )
+    assert proc.stdout is not None
+    while line := await asyncio.wait_for(proc.stdout.readline(), 120):
+        if line.startswith(b"Kiln is ready at"):
+            return _Proc(proc)
+    await proc.wait()
+    raise RuntimeError(f"kiln gateway --workers {workers} did not start ({proc.returncode})")
 
 
 async def _spawn(*args: str) -> _Proc:
@@ -371,7 +408,7 @@ async def _spawn(*args: str) -> _Proc:
 
 
 async def _measure(
-    port: int, token: str, seconds: float, *, dagster: bool = False
+    port: int, token: str, seconds: float, *, dagster: bool = False, counters: bool = True
 ) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -385,6 +422,7 @@ async def _measure(
         "--seconds",
         str(seconds),
         *(["--dagster"] if dagster else []),
+        *([] if counters else ["--no-counters"]),
         stdout=asyncio.subprocess.PIPE,
         cwd=str(ROOT),
     )
@@ -444,10 +482,7 @@ async def run(quick: bool) -> list[dict[str, Any]]:
         workers = max(2, min(4, os.cpu_count() or 2))
         procs.append(await _spawn("--serve", "--db", url, "--port", str(kiln_port)))
         procs.append(await _spawn("--serve-bare", "--port", str(bare_port)))
-        for _ in range(workers):
-            procs.append(
-                await _spawn("--serve", "--db", url, "--port", str(multi_port), "--pool", "5")
-            )
+        procs.append(await _spawn_gateway(url, multi_port, workers))
         kiln: list[dict[str, Any]] = []
         bare: list[dict[str, Any]] = []
         multi: list[dict[str, Any]] = []
@@ -455,7 +490,7 @@ async def run(quick: bool) -> list[dict[str, Any]]:
         for _ in range(rounds):  # interleaved, so a busy moment of the machine hits all three
             bare.append(await _measure(bare_port, token, seconds))
             kiln.append(await _measure(kiln_port, token, seconds))
-            multi.append(await _measure(multi_port, token, seconds))
+            multi.append(await _measure(multi_port, token, seconds, counters=False))
             if dagster_server is not None:
                 dagster.append(await _measure(dagster_server.port, "", seconds, dagster=True))
             loads.append(os.getloadavg()[0])
@@ -544,7 +579,7 @@ async def run(quick: bool) -> list[dict[str, Any]]:
             None,
         ),
         _row(
-            f"runs(first: 50), {workers} gateway processes on one port",
+            f"runs(first: 50), kiln gateway --workers {workers}",
             "req/s",
             m_rps,
             k_rps,
@@ -553,7 +588,7 @@ async def run(quick: bool) -> list[dict[str, Any]]:
             None,
         ),
         _row(
-            f"runs(first: 50), {workers} gateway processes on one port",
+            f"runs(first: 50), kiln gateway --workers {workers}",
             "req/s",
             m_rps,
             d_rps,
@@ -596,13 +631,21 @@ def main() -> None:
     p.add_argument("--token", default="")
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--dagster", action="store_true", help="(internal) load Dagster's run list")
+    p.add_argument("--no-counters", action="store_true", help="(internal) a server without them")
     args = p.parse_args()
     if args.serve:
         _uvloop_run(_serve_kiln(args.db, args.port, args.pool))
     elif args.serve_bare:
         _uvloop_run(_serve_bare(args.port))
     elif args.load:
-        load = _load(args.port, args.token, args.seconds, CLIENTS, dagster=args.dagster)
+        load = _load(
+            args.port,
+            args.token,
+            args.seconds,
+            CLIENTS,
+            dagster=args.dagster,
+            counters=not args.no_counters,
+        )
         print(json.dumps(_uvloop_run(load)))
     else:
         _print(asyncio.run(run(args.quick)))
