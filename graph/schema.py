@@ -9,11 +9,13 @@ that output, checked in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLObjectType
 from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types import ExecutionContext
 
 from graph import errors as errors_
@@ -77,6 +79,42 @@ schema = KilnSchema(
         lambda: ValidationCache(maxsize=CACHE_SIZE),
     ],
 )
+
+
+def _attribute(name: str) -> Callable[..., Any]:
+    def resolve(source: Any, _info: Any) -> Any:
+        return getattr(source, name)
+
+    return resolve
+
+
+def plain_attribute_resolvers(built: strawberry.Schema) -> int:
+    """Let graphql-core read basic fields with one call; returns how many it changed.
+
+    A basic field (no resolver, no extension) resolves to ``getattr(source,
+    python_name)``; strawberry reaches that through three nested calls and two
+    properties per field, and a page of 50 runs resolves about 750 fields. This
+    swaps in a closure doing exactly that read, for strawberry's own basic-field
+    wrapper only (marked ``_is_default``) and only while the schema's default
+    resolver is ``getattr``, so what a field returns cannot change.
+    """
+    if built.config.default_resolver is not getattr:
+        return 0
+    changed = 0
+    for gtype in built._schema.type_map.values():
+        if not isinstance(gtype, GraphQLObjectType) or gtype.name.startswith("__"):
+            continue
+        for gfield in gtype.fields.values():
+            field = gfield.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+            if field is None or not getattr(gfield.resolve, "_is_default", False):
+                continue
+            if field.is_basic_field and not field.is_subscription:
+                gfield.resolve = _attribute(field.python_name)
+                changed += 1
+    return changed
+
+
+plain_attribute_resolvers(schema)
 
 
 def sdl() -> str:
