@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import statistics
 import uuid
 from collections.abc import AsyncIterator
@@ -12,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from server.db import credentials, migrate
+from server.db import credentials, migrate, on_database
 
 # the suite's smoke test: the smallest loads that still produce every row
 SMOKE = os.environ.get("KILN_BENCH_SMOKE") == "1"
@@ -60,16 +61,6 @@ def pct(values: list[float], p: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1]
 
 
-def database_url(name: str) -> str:
-    """The URL of database ``name`` on the bench's PostgreSQL server (TCP or Unix socket)."""
-    creds = credentials(SERVER_URL)
-    host = creds["host"]
-    if host.startswith("/"):
-        return f"postgresql://{creds['user']}@/{name}?host={host}&port={creds['port']}"
-    auth = creds["user"] + (f":{creds['password']}" if creds["password"] else "")
-    return f"postgresql://{auth}@{host}:{creds['port']}/{name}"
-
-
 @asynccontextmanager
 async def scratch_database() -> AsyncIterator[str]:
     """A migrated database that is dropped afterwards."""
@@ -77,13 +68,20 @@ async def scratch_database() -> AsyncIterator[str]:
     creds = credentials(SERVER_URL)
     admin = await asyncpg.connect(**creds)
     await admin.execute(f'CREATE DATABASE "{name}"')
-    url = database_url(name)
+    url = on_database(SERVER_URL, name)
     try:
         await migrate(url)
         yield url
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+def free_port() -> int:
+    """A loopback port free right now (for a server the bench starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def run_sync(coro: Any) -> Any:

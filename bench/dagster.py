@@ -121,7 +121,7 @@ def dagster_python() -> Path | None:
 class DagsterRunList:
     """A running Dagster webserver seeded with runs; ``stop()`` ends it."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, port: int, script: str) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, port: int, script: Path) -> None:
         self.proc = proc
         self.port = port
         self._script = script
@@ -135,27 +135,37 @@ class DagsterRunList:
         except TimeoutError:
             self.proc.kill()
             await self.proc.wait()
-        Path(self._script).unlink(missing_ok=True)
+        self._script.unlink(missing_ok=True)
+
+
+async def start_harness(script: str, *args: str) -> tuple[asyncio.subprocess.Process, Path] | None:
+    """``script`` run by the Dagster venv's Python with ``args`` (stdin and stdout piped)
+    and the file holding it, for the caller to delete once the process has ended; None
+    when Dagster cannot be installed. Blocks while installing: nothing is measured then."""
+    py = dagster_python()
+    if py is None:
+        return None
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(script)
+    proc = await asyncio.create_subprocess_exec(
+        str(py),
+        f.name,
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    return proc, Path(f.name)
 
 
 async def serve_run_list(runs: int, port: int) -> DagsterRunList | None:
     """Dagster's webserver on ``port`` over ``runs`` runs, or None (not installable, or it
     did not come up within 5 minutes)."""
-    py = dagster_python()  # blocks while installing: nothing else is measured then
-    if py is None:
+    started = await start_harness(_RUN_LIST_HARNESS, str(runs), str(port))
+    if started is None:
         return None
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(_RUN_LIST_HARNESS)
-    proc = await asyncio.create_subprocess_exec(
-        str(py),
-        f.name,
-        str(runs),
-        str(port),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    served = DagsterRunList(proc, port, f.name)
+    proc, script = started
+    served = DagsterRunList(proc, port, script)
     assert proc.stdout is not None
     try:
         line = await asyncio.wait_for(proc.stdout.readline(), 300)

@@ -42,7 +42,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -51,7 +50,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.common import SERVER_URL, database_url
+from bench.common import free_port, row, scratch_database
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP = "GraphQL"
@@ -78,35 +77,6 @@ async def _until_stdin_closes() -> None:
 
 
 # ------------------------------------------------------------------ database
-
-
-async def _create_database() -> str:
-    import asyncpg
-
-    from server.db import credentials, migrate
-
-    name = f"kiln_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    conn = await asyncpg.connect(**credentials(SERVER_URL))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = database_url(name)
-    await migrate(url)
-    return url
-
-
-async def _drop_database(url: str) -> None:
-    import asyncpg
-
-    from server.db import credentials
-
-    name = credentials(url)["database"]
-    conn = await asyncpg.connect(**credentials(SERVER_URL))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 _SEED = """
@@ -432,12 +402,6 @@ async def _measure(
     return json.loads(out.decode().strip().splitlines()[-1])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _row(
     metric: str,
     unit: str,
@@ -447,17 +411,9 @@ def _row(
     goal: str,
     met: bool | None,
 ) -> dict[str, Any]:
-    return {
-        "group": GROUP,
-        "metric": metric,
-        "unit": unit,
-        "kiln": round(kiln, 2),
-        "anchor": round(anchor, 2) if anchor is not None else None,
-        "anchor_name": anchor_name,
-        "ratio": round(kiln / anchor, 3) if anchor else None,
-        "goal": goal,
-        "met": met,
-    }
+    return row(
+        GROUP, metric, unit, kiln, anchor=anchor, anchor_name=anchor_name, goal=goal, met=met
+    )
 
 
 async def run(quick: bool) -> list[dict[str, Any]]:
@@ -470,36 +426,38 @@ async def run(quick: bool) -> list[dict[str, Any]]:
 
     # Dagster is installed and measured in full mode only (minutes to install and seed)
     dagster_server: DagsterRunList | None = None
-    if not quick and not SMOKE:
-        print("   starting Dagster's webserver over 10,000 runs", file=sys.stderr)
-        dagster_server = await serve_run_list(10_000, _free_port())
-    url = await _create_database()
-    procs: list[_Proc] = []
+    kiln: list[dict[str, Any]] = []
+    bare: list[dict[str, Any]] = []
+    multi: list[dict[str, Any]] = []
     dagster: list[dict[str, Any]] = []
+    loads = [os.getloadavg()[0]]
+    workers = max(2, min(4, os.cpu_count() or 2))
     try:
-        token = await _seed(url)
-        kiln_port, bare_port, multi_port = _free_port(), _free_port(), _free_port()
-        workers = max(2, min(4, os.cpu_count() or 2))
-        procs.append(await _spawn("--serve", "--db", url, "--port", str(kiln_port)))
-        procs.append(await _spawn("--serve-bare", "--port", str(bare_port)))
-        procs.append(await _spawn_gateway(url, multi_port, workers))
-        kiln: list[dict[str, Any]] = []
-        bare: list[dict[str, Any]] = []
-        multi: list[dict[str, Any]] = []
-        loads = [os.getloadavg()[0]]
-        for _ in range(rounds):  # interleaved, so a busy moment of the machine hits all three
-            bare.append(await _measure(bare_port, token, seconds))
-            kiln.append(await _measure(kiln_port, token, seconds))
-            multi.append(await _measure(multi_port, token, seconds, counters=False))
-            if dagster_server is not None:
-                dagster.append(await _measure(dagster_server.port, "", seconds, dagster=True))
-            loads.append(os.getloadavg()[0])
+        if not quick and not SMOKE:
+            print("   starting Dagster's webserver over 10,000 runs", file=sys.stderr)
+            dagster_server = await serve_run_list(10_000, free_port())
+        async with scratch_database() as url:
+            procs: list[_Proc] = []
+            try:
+                token = await _seed(url)
+                kiln_port, bare_port, multi_port = free_port(), free_port(), free_port()
+                procs.append(await _spawn("--serve", "--db", url, "--port", str(kiln_port)))
+                procs.append(await _spawn("--serve-bare", "--port", str(bare_port)))
+                procs.append(await _spawn_gateway(url, multi_port, workers))
+                for _ in range(rounds):  # interleaved: a busy moment of the machine hits all
+                    bare.append(await _measure(bare_port, token, seconds))
+                    kiln.append(await _measure(kiln_port, token, seconds))
+                    multi.append(await _measure(multi_port, token, seconds, counters=False))
+                    if dagster_server is not None:
+                        d = await _measure(dagster_server.port, "", seconds, dagster=True)
+                        dagster.append(d)
+                    loads.append(os.getloadavg()[0])
+            finally:
+                for p in procs:
+                    await p.stop()
     finally:
         if dagster_server is not None:
             await dagster_server.stop()
-        for p in procs:
-            await p.stop()
-        await _drop_database(url)
 
     def med(results: list[dict[str, Any]], key: str) -> float:
         return statistics.median(r[key] for r in results)

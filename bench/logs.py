@@ -40,7 +40,6 @@ import multiprocessing as mp
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,7 +50,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from bench.dagster import dagster_python
+from bench.common import free_port
+from bench.dagster import start_harness
 
 GROUP = "Live logs"
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,11 +66,6 @@ DAGSTER_SQLITE = (14.0, 27.0)  # p50, p99 ms, one subscriber (recorded here)
 DAGSTER_PG_POLL_MS = 250.0
 STRAWBERRY_DEFAULT = {100: (None, 173.0), 1000: (500.0, 1350.0)}  # (p50, p99) ms
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- the API process -------------------------------------------------------------------
@@ -283,7 +278,7 @@ class _Api:
         from server import crypto
 
         self.db = db
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.key = crypto.generate_key()
         self.data_dir = tempfile.mkdtemp(prefix="kiln-bench-logs-")
@@ -646,22 +641,12 @@ finally:
 async def _dagster_sqlite(seconds: float) -> tuple[float, float] | None:
     """Dagster's webserver on SQLite, one graphql-ws subscriber of a run logging 10 lines/s:
     (p50, p99) emit-to-receive in ms, measured now (full mode)."""
-    py = dagster_python()
-    if py is None:
+    started = await start_harness(_DAGSTER_HARNESS, str(seconds), "10", str(free_port()))
+    if started is None:
         return None
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(_DAGSTER_HARNESS)
-    proc = await asyncio.create_subprocess_exec(
-        str(py),
-        f.name,
-        str(seconds),
-        "10",
-        str(_free_port()),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    proc, script = started
     out, _ = await proc.communicate()
-    os.unlink(f.name)
+    script.unlink(missing_ok=True)
     try:
         doc = json.loads(out.decode().strip().splitlines()[-1])
         return float(doc["p50"]), float(doc["p99"])

@@ -36,7 +36,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bench.common import free_port
 
 SELF = Path(__file__).resolve()
 ROOT = SELF.parents[1]
@@ -427,11 +428,6 @@ def _chp_command() -> list[str] | None:
     return [found] if found else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 async def _wait_port(port: int, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
@@ -456,7 +452,7 @@ async def _spawn_chp(echo_port: int) -> tuple[_Proc, int, str] | None:
     if command is None:
         return None
     version = await asyncio.to_thread(_version, command)
-    port, api_port = _free_port(), _free_port()
+    port, api_port = free_port(), free_port()
     env = {**os.environ, "CONFIGPROXY_AUTH_TOKEN": "bench-token"}
     proc = await asyncio.create_subprocess_exec(
         *command,
@@ -490,7 +486,7 @@ async def _spawn_socat(echo_port: int) -> tuple[_Proc, int] | None:
     """socat, a relay in C, as the floor of what one more process hop costs."""
     if shutil.which("socat") is None:
         return None
-    port = _free_port()
+    port = free_port()
     proc = await asyncio.create_subprocess_exec(
         "socat",
         f"TCP4-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,nodelay",

@@ -45,7 +45,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import pct, row, scratch_database  # noqa: E402
+from bench.common import (  # noqa: E402
+    free_port,
+    pct,
+    row,
+    scratch_database,
+)
 from server import crypto  # noqa: E402
 from server.config import load_settings  # noqa: E402
 from server.demo import examples_dir  # noqa: E402
@@ -174,7 +179,7 @@ async def run(quick: bool) -> list[dict[str, Any]]:
     direct_cpu: list[float] = []
     loads: list[float] = [os.getloadavg()[0]]
     async with scratch_database() as url:
-        port = _free_port()
+        port = free_port()
         settings = load_settings(
             {
                 "KILN_DATABASE_URL": url,
@@ -299,13 +304,6 @@ async def _reaped(launcher: LocalRunLauncher, run_id: int) -> None:
             return
         await asyncio.sleep(0.05)
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 if __name__ == "__main__":

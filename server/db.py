@@ -52,6 +52,16 @@ def credentials(url: str) -> dict[str, Any]:
     }
 
 
+def on_database(url: str, name: str) -> str:
+    """The URL of database ``name`` on the server ``url`` points at (TCP or Unix socket)."""
+    creds = credentials(url)
+    host = creds["host"]
+    if host.startswith("/"):
+        return f"postgresql://{creds['user']}@/{name}?host={host}&port={creds['port']}"
+    auth = creds["user"] + (f":{creds['password']}" if creds["password"] else "")
+    return f"postgresql://{auth}@{host}:{creds['port']}/{name}"
+
+
 def tortoise_config(url: str, *, min_size: int = 1, max_size: int = 10) -> dict[str, Any]:
     creds = credentials(url)
     creds.update(minsize=min_size, maxsize=max_size)

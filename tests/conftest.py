@@ -25,7 +25,7 @@ import pytest
 
 from server import crypto
 from server.config import load_settings
-from server.db import credentials, migrate
+from server.db import credentials, migrate, on_database
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
@@ -67,15 +67,6 @@ def pg_server_url() -> Iterator[str]:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _with_db(server_url: str, name: str) -> str:
-    creds = credentials(server_url)
-    host = creds["host"]
-    if host.startswith("/"):
-        return f"postgresql://{creds['user']}@/{name}?host={host}&port={creds['port']}"
-    auth = creds["user"] + (f":{creds['password']}" if creds["password"] else "")
-    return f"postgresql://{auth}@{host}:{creds['port']}/{name}"
-
-
 @pytest.fixture(scope="session")
 def make_database(pg_server_url: str) -> Iterator[Callable[[], str]]:
     """Factory: a new empty database on the test server; all are dropped at session end."""
@@ -92,7 +83,7 @@ def make_database(pg_server_url: str) -> Iterator[Callable[[], str]]:
         name = f"kiln_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
         run_sync(admin(f'CREATE DATABASE "{name}"'))
         created.append(name)
-        return _with_db(pg_server_url, name)
+        return on_database(pg_server_url, name)
 
     yield make
     for name in created:
