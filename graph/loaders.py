@@ -27,6 +27,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import asyncpg
+from strawberry.dataloader import DataLoader
 
 from graph.rows import Row
 from graph.types.account import AccountRow, MembershipRow, TokenRow, UserRow
@@ -37,6 +38,7 @@ from graph.types.run import ArtifactRow, RunRow, RunStepRow
 from graph.types.warehouse import ConnectionRow, CredentialsRow
 from server.services import queries
 from server.services.actor import Actor
+from server.services.queue import QueueInfo, queue_info
 
 if TYPE_CHECKING:
     from server.db import Database
@@ -258,7 +260,7 @@ class Loaders:
         used afterwards still works: its relations load again.
         """
         for name, value in list(vars(self).items()):
-            if isinstance(value, Loader) or name == "_queue_loader":
+            if isinstance(value, Loader | DataLoader):
                 del self.__dict__[name]
 
     async def fresh(self, kind: str, pk: int) -> Row | None:
@@ -306,6 +308,16 @@ class Loaders:
             return out
 
         return Loader(fetch, cls, default=())
+
+    @cached_property
+    def queue_info(self) -> DataLoader[int, QueueInfo | None]:
+        """Why queued runs wait and where they stand (``server.services.queue``), batched."""
+
+        async def load(ids: list[int]) -> list[QueueInfo | None]:
+            infos = await queue_info(self.actor, self.db, ids)
+            return [infos.get(i) for i in ids]
+
+        return DataLoader(load_fn=load)
 
     # --------------------------------------------------------------- objects by id
 

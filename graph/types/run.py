@@ -7,14 +7,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
-from strawberry.dataloader import DataLoader
 from strawberry.scalars import JSON
 
 from graph.relay import Node
 from graph.rows import Row, backed_by, column, computed, relation
 from graph.types.enums import STATUS_BY_CODE, RunStatus
 from server.models import RunStatus as Status
-from server.services.queue import QueueInfo, queue_info
+from server.services.queue import QueueInfo
 
 if TYPE_CHECKING:
     from graph.subscriptions import LogLineConnection
@@ -24,20 +23,10 @@ if TYPE_CHECKING:
 
 
 async def _queue_info(run: Any) -> QueueInfo | None:
-    """Queue info through one loader per request: a page of runs costs one computation."""
+    """Queue info through the request's loader: a page of runs costs one computation."""
     if run["status"] != Status.QUEUED:
         return None
-    loaders = run._l
-    loader = getattr(loaders, "_queue_loader", None)
-    if loader is None:
-
-        async def load(ids: list[int]) -> list[QueueInfo | None]:
-            infos = await queue_info(loaders.actor, loaders.db, ids)
-            return [infos.get(i) for i in ids]
-
-        loader = DataLoader(load_fn=load)
-        loaders._queue_loader = loader
-    return await loader.load(run.pk)
+    return await run._l.queue_info.load(run.pk)
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
